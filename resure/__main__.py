@@ -1,0 +1,5 @@
+import sys
+
+from resure.cli import main
+
+sys.exit(main())

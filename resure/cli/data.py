@@ -1,0 +1,8 @@
+"""`resure data` (placeholder registration until implemented)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="(not yet implemented)")
+    p.set_defaults(func=lambda args: (_ for _ in ()).throw(SystemExit("not implemented")))

@@ -1,0 +1,1 @@
+"""Evaluation: multi-turn suites, generation backends and judges."""

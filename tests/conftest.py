@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny local tokenizers/models and the real benchmark files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import FAMILIES, make_model, make_tokenizer  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("RESURE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (override with RESURE_SHARED_DATA); skips if absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session", params=sorted(FAMILIES))
+def any_tokenizer(request, tmp_path_factory):
+    """A tiny tokenizer for each chat-template family (parametrised)."""
+    return make_tokenizer(request.param, tmp_path_factory.mktemp(f"tok-{request.param}"))
+
+
+@pytest.fixture(scope="session")
+def chatml_tokenizer(tmp_path_factory):
+    return make_tokenizer("chatml", tmp_path_factory.mktemp("tok-chatml"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, chatml_tokenizer) -> Path:
+    """Directory holding a tiny 2-layer Llama and its ChatML tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    make_model(chatml_tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct as a plain HF directory (integration tests only)."""
+    from resure.models import resolve_model
+
+    cache = Path(os.environ.get("RESURE_CACHE", tmp_path_factory.mktemp("cache")))
+    return resolve_model("smollm2-135m-instruct", cache_dir=cache)
