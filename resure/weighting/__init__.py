@@ -6,12 +6,14 @@
 
 from resure.weighting.base import TurnBatch, WeightingMethod
 from resure.weighting.registry import (
+    WEIGHTINGS,
     available_weightings,
     get_weighting,
     register_weighting,
 )
 
 __all__ = [
+    "WEIGHTINGS",
     "TurnBatch",
     "WeightingMethod",
     "available_weightings",

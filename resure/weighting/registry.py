@@ -16,6 +16,8 @@ def register_weighting(name: str, aliases: tuple[str, ...] = ()):
 
 
 def available_weightings() -> list[str]:
+    """Names of the built-in and plug-in weighting methods, sorted."""
+    _load_builtins()
     return WEIGHTINGS.names()
 
 
