@@ -180,9 +180,10 @@ def test_positions_past_the_cap_share_the_last_statistics():
     assert w.tolist() == [[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
 
 
-def test_nonfinite_losses_inf_dropped_nan_kept_and_counted():
+def test_nonfinite_losses_inf_dropped_nan_kept_and_counted(caplog):
     method = warmed(mode="hard", threshold=1.0)
-    w = method.weights(batch([[math.inf, math.nan]]))
+    w = method.weights(batch([[math.inf, math.nan]], step=7))
+    assert "step 7: 2 non-finite turn losses" in caplog.text
     assert w.tolist() == [[0.0, 1.0]]
     positions = method.diagnostics()["positions"]
     assert [p["nonfinite"] for p in positions[:2]] == [1, 1]
@@ -296,10 +297,11 @@ def test_loss_truncation_state_round_trip_gives_identical_next_weights():
     assert dropped > 0
 
 
-def test_loss_truncation_nonfinite_and_absent_samples():
+def test_loss_truncation_nonfinite_and_absent_samples(caplog):
     method = get_weighting("loss_truncation", drop_frac=0.5, warmup=1)
     present = [[True], [True], [True], [False]]
-    w = method.weights(batch([[1.0], [math.inf], [math.nan], [0.0]], present))
+    w = method.weights(batch([[1.0], [math.inf], [math.nan], [0.0]], present, step=3))
+    assert "step 3: 2 non-finite sample losses" in caplog.text
     assert w.tolist() == [[1.0], [0.0], [1.0], [0.0]]
     diag = method.diagnostics()
     assert diag["nonfinite"] == 2 and diag["seen"] == 1 and diag["samples"] == 3

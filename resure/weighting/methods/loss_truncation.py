@@ -70,7 +70,7 @@ class LossTruncation(WeightingMethod):
         """``[B, K]`` float32 weights (0 or 1) on the device of ``batch.losses``."""
         present = batch.present.detach().to("cpu", torch.bool)  # [B, K]
         sample_loss, has_turns = _sample_losses(batch, present)  # [B], [B]
-        self._observe(sample_loss[has_turns])
+        self._observe(sample_loss[has_turns], batch.step)
         threshold = self.threshold()
         if threshold is None:
             drop = torch.zeros_like(has_turns)
@@ -84,10 +84,16 @@ class LossTruncation(WeightingMethod):
         }
         return weights.to(batch.losses.device)
 
-    def _observe(self, losses: torch.Tensor) -> None:
+    def _observe(self, losses: torch.Tensor, step: int) -> None:
         """Add this step's sample losses (of every process) to the buffer."""
         values = _gather(losses.tolist())
         finite = [v for v in values if math.isfinite(v)]
+        if len(finite) < len(values):
+            logger.warning(
+                "step %d: %d non-finite sample losses left out of the quantile buffer",
+                step,
+                len(values) - len(finite),
+            )
         self._nonfinite += len(values) - len(finite)
         self._seen += len(finite)
         self._buffer.extend(finite)

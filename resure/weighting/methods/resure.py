@@ -150,6 +150,12 @@ class ReSURE(WeightingMethod):
         fresh = PositionStats(self.max_positions)
         fresh.update(losses[present], positions[present])
         fresh.all_reduce()
+        if fresh.total_nonfinite:
+            logger.warning(
+                "step %d: %d non-finite turn losses left out of the statistics",
+                batch.step,
+                fresh.total_nonfinite,
+            )
         # The order decides whether the current losses shape the yardstick they are
         # measured with; see the `update` option.
         if self.update == "before":
