@@ -399,3 +399,11 @@ def test_loaded_file_saves_back_identically(tmp_path):
     path = tmp_path / "again.jsonl"
     save_conversations(path, original)
     assert load_conversations(path).conversations == original
+
+
+def test_sharegpt_speaker_that_is_not_a_string(tmp_path):
+    record = {"conversations": [{"from": ["human"], "value": "q"}]}
+    path = write_jsonl(tmp_path / "sg.jsonl", [record])
+    with pytest.raises(DataError, match=r"sg\.jsonl:1: rule 'role-known': message 0 is from "
+                       r"\['human'\]"):
+        load_conversations(path, format="sharegpt")

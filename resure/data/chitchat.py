@@ -13,8 +13,8 @@ no ``ratings`` key), with ``split``. A block mixing senders, or a third sender, 
 ``two-speakers``; everything else goes through the common validation, so a dialogue of a
 single block (no assistant turn) or one that ends with the user's block is refused there.
 
-Split. A dialogue is held out when the first 8 bytes of ``sha256(id)``, read as a big-endian
-integer, are below :data:`HELDOUT_PERCENT` modulo 100, i.e. about 5% of dialogues. The split
+Split. A dialogue is held out when ``int(sha256(id)[:8 bytes], big-endian) % 100`` is below
+:data:`HELDOUT_PERCENT` (5), which holds out 377 of the 7,168 dialogues (5.3%). The split
 depends only on the id, so it is the same on every machine and for every release of the
 package that keeps the ids. ``chitchat:heldout`` is what the ``chitchat_heldout``
 evaluation suite reads; it is never used for training.
@@ -87,7 +87,7 @@ def _block_message(block: Any, i: int, speakers: list[str]) -> Message:
     if not isinstance(block, list) or not block:
         raise RecordError("schema", f"{what} is not a non-empty list of chat lines")
     lines = [expect_object(line, f"{what} line {j}") for j, line in enumerate(block)]
-    senders = {expect_field(line, "sender", what) for line in lines}
+    senders = {str(expect_field(line, "sender", what)) for line in lines}
     if len(senders) > 1:
         raise RecordError("two-speakers", f"{what} mixes senders {sorted(senders)}")
     sender = senders.pop()

@@ -153,7 +153,7 @@ def _sharegpt_message(value: Any, i: int) -> Message:
     what = f"message {i}"
     turn = expect_object(value, what)
     speaker = expect_field(turn, "from", what)
-    if speaker not in SHAREGPT_ROLES:
+    if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:
         raise RecordError(
             "role-known", f"{what} is from {speaker!r}; known: {', '.join(SHAREGPT_ROLES)}"
         )

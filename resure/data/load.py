@@ -183,7 +183,7 @@ def _open_chitchat(
         )
     if format not in (None, CHITCHAT_FORMAT.name):
         raise _source_error(source, "source", f"{source} has format 'chitchat', not {format!r}")
-    return CHITCHAT_FORMAT, list(chitchat_records(source))
+    return CHITCHAT_FORMAT, chitchat_records(source)
 
 
 def _choose_format(
