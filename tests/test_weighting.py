@@ -334,3 +334,53 @@ def test_options_are_resolved_and_json_serialisable():
         "window": 1000,
     }
     assert get_weighting("resure", mode="hard").options()["temperature"] is None
+
+
+# ----------------------------------------------------------------- distributed
+
+
+def _distributed_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        result = {}
+        for name, options in DISTRIBUTED_METHODS.items():
+            method = get_weighting(name, **options)
+            weights = [method.weights(batch(losses[rank::world])) for losses in STREAM]
+            result[name] = {"state": method.state_dict(), "weights": torch.stack(weights).tolist()}
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+DISTRIBUTED_METHODS = {
+    "resure": {"warmup": 4, "threshold": 1.0},
+    "loss_truncation": {"warmup": 4, "drop_frac": 0.25, "window": 10},
+}
+STREAM = np.random.default_rng(5).gamma(2.0, 1.0, size=(5, 4, 3)).tolist()  # 5 steps of [4, 3]
+
+
+def test_two_processes_share_statistics_and_match_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for name, options in DISTRIBUTED_METHODS.items():
+        single = get_weighting(name, **options)
+        # one process seeing each step's samples in rank order: rank 0's rows, then rank 1's
+        expected = [single.weights(batch(s[0::2] + s[1::2])) for s in STREAM]
+        assert ranks[0][name]["state"] == ranks[1][name]["state"]
+        for r in range(2):
+            got = torch.tensor(ranks[r][name]["weights"])  # [steps, 2, 3]
+            want = torch.stack([w[2 * r : 2 * r + 2] for w in expected])
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+        assert (torch.stack(expected) < 1).any()  # the comparison covers judged samples
+        if name == "resure":  # merged in another order: equal up to rounding
+            for key in ("count", "mean", "m2"):
+                got = torch.tensor(ranks[0][name]["state"]["stats"][key])
+                want = torch.tensor(single.state_dict()["stats"][key])
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        else:
+            assert ranks[0][name]["state"] == single.state_dict()
