@@ -134,3 +134,20 @@ def test_real_known_dialogues(real_sources):
         {"role": "assistant", "content": "Whats up"},
     ]
     assert bare.meta == {"split": "train", "start": "2018-04-10T21:39:24Z"}
+
+
+def test_unanswered_final_user_block_is_dropped_and_recorded():
+    def line(sender, text):
+        return {"text": text, "sender": sender, "timestamp": "t"}
+
+    record = {
+        "messages": [[line("a", "hi")], [line("b", "hello")], [line("a", "bye?")]],
+        "start": "s",
+    }
+    conv = chitchat.map_chitchat(record, "x")
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+    assert conv.meta["unanswered_user_block_dropped"] is True
+    # A dialogue that ends with the assistant keeps everything and carries no such flag.
+    answered = chitchat.map_chitchat({"messages": record["messages"][:2]}, "y")
+    assert len(answered.messages) == 2
+    assert "unanswered_user_block_dropped" not in answered.meta

@@ -11,7 +11,13 @@ other sender the assistant. ``ratings`` (witty, upbeat, interesting), ``prompt``
 ``start`` are kept in the conversation's meta when present (a dialogue without ratings has
 no ``ratings`` key), with ``split``. A block mixing senders, or a third sender, breaks rule
 ``two-speakers``; everything else goes through the common validation, so a dialogue of a
-single block (no assistant turn) or one that ends with the user's block is refused there.
+single block (no assistant turn) is refused there.
+
+A chat room ends whenever a participant leaves, so about a quarter of the dialogues end with
+a user block that nobody answered. That last block is part of the mapping's output only when
+something answers it: an unanswered final user block is left out and the conversation's meta
+records ``unanswered_user_block_dropped: True``, so the change is visible. Nothing else is
+trimmed; a dialogue with no answered block at all is still refused (rule ``has-assistant``).
 
 Split. A dialogue is held out when ``int(sha256(id)[:8 bytes], big-endian) % 100`` is below
 :data:`HELDOUT_PERCENT` (5), which holds out 377 of the 7,168 dialogues (5.3%). The split
@@ -79,7 +85,11 @@ def map_chitchat(record: Any, default_id: str) -> Conversation:
     blocks = expect_list(rec, "messages", "record")
     speakers: list[str] = []
     messages = tuple(_block_message(b, i, speakers) for i, b in enumerate(blocks))
-    return Conversation(id=default_id, messages=messages, meta=_meta(rec, default_id))
+    meta = _meta(rec, default_id)
+    if len(messages) > 2 and messages[-1].role == "user":
+        messages = messages[:-1]
+        meta["unanswered_user_block_dropped"] = True
+    return Conversation(id=default_id, messages=messages, meta=meta)
 
 
 def _block_message(block: Any, i: int, speakers: list[str]) -> Message:
