@@ -1,8 +1,29 @@
-"""`resure show` (placeholder registration until implemented)."""
+"""`resure show`: per-model score table of judgment files."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 
 def register(sub) -> None:
-    p = sub.add_parser("show", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(SystemExit("not implemented")))
+    p = sub.add_parser(
+        "show",
+        help="per-model scores of judgment files",
+        description="Per-turn and overall mean scores per model from judgment JSONL files "
+        "(ours or FastChat's), with the number of failed turns (never averaged) and of "
+        "duplicate rows (the latest of each is kept).",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="judgment JSONL")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resure.eval.show import load_frame, render, summarize
+
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"no such judgment file: {', '.join(missing)}")
+    result = summarize(load_frame(args.files))
+    print(render(result))
+    return 0

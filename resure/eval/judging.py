@@ -1,0 +1,245 @@
+"""Judging answer files and storing the judgments as FastChat judgment JSONL.
+
+A judgment row has FastChat's single-answer fields (``question_id``, ``model``, ``judge``
+as ``[judge model, template name]``, ``user_prompt``, ``judgment``, ``score``, ``turn``,
+``tstamp``) plus ``failure``: None for a scored turn, else the reason it has no score (the
+score is then null, never -1). Repeated judging adds ``scores``; ``meta`` keeps the rest of
+:attr:`Judgment.meta`. FastChat's own files mark a failure with ``score: -1``;
+:func:`judgment_from_row` reads both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import pkgutil
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from resure.eval.types import Answer, EvalItem, Judgment
+from resure.io import atomic_write_jsonl
+
+logger = logging.getLogger(__name__)
+
+#: FastChat's marker of a judge call that raised (fastchat/llm_judge/common.py).
+FASTCHAT_API_ERROR = "$ERROR$"
+
+
+@dataclass(frozen=True)
+class JudgeSummary:
+    """Counts of one judging run.
+
+    Attributes:
+        judged: judgments written (scored and failed).
+        scored: judgments with a score.
+        failed: failed judgments by reason.
+        cached: judgments whose replies all came from the cache.
+    """
+
+    judged: int
+    scored: int
+    failed: dict[str, int]
+    cached: int
+
+
+def load_builtins() -> None:
+    """Import every suite and judge module shipped with resure, so they register."""
+    import resure.eval.judges
+    import resure.eval.suites
+
+    for package in (resure.eval.suites, resure.eval.judges):
+        for module in pkgutil.iter_modules(package.__path__):
+            name = f"{package.__name__}.{module.name}"
+            try:
+                importlib.import_module(name)
+            except ImportError as e:  # an optional dependency missing must not hide the rest
+                logger.warning("skipping %s: %s", name, e)
+
+
+def read_answers(paths: Iterable[str | Path]) -> list[Answer]:
+    """Answers from FastChat model-answer JSONL files.
+
+    Raises:
+        ValueError: naming file and line of a row that is not a model-answer row, or of a
+            second answer of the same model to the same question.
+    """
+    answers: list[Answer] = []
+    seen: dict[tuple[str, Any], str] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                answer = _answer_from_line(line, where)
+                key = (answer.model_id, answer.question_id)
+                if key in seen:
+                    raise ValueError(
+                        f"{where}: second answer of model {answer.model_id!r} to question "
+                        f"{answer.question_id} (first at {seen[key]})"
+                    )
+                seen[key] = where
+                answers.append(answer)
+    return answers
+
+
+def _answer_from_line(line: str, where: str) -> Answer:
+    try:
+        row = json.loads(line)
+        answer = Answer.from_fastchat(row)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: invalid JSON ({e.msg})") from e
+    except (KeyError, IndexError, TypeError) as e:
+        raise ValueError(
+            f"{where}: not a model-answer row (needs question_id, model_id, choices[0].turns;"
+            f" problem: {e!r})"
+        ) from e
+    if not all(isinstance(t, str) for t in answer.turns):
+        raise ValueError(f"{where}: choices[0].turns must be strings")
+    return answer
+
+
+def warn_unanswered(items: Sequence[EvalItem], answers: Sequence[Answer]) -> int:
+    """Log, per model, how many suite items have no answer; return the total."""
+    ids = [item.question_id for item in items]
+    answered: dict[str, set] = {}
+    for a in answers:
+        answered.setdefault(a.model_id, set()).add(a.question_id)
+    total = 0
+    for model, got in answered.items():
+        missing = [q for q in ids if q not in got]
+        if missing:
+            total += len(missing)
+            logger.warning(
+                "model %s has no answer to %d of %d items (e.g. %s); they are not judged",
+                model, len(missing), len(ids), ", ".join(map(str, missing[:5])),
+            )
+    return total
+
+
+def judgment_to_row(j: Judgment) -> dict[str, Any]:
+    """A FastChat judgment row plus ``failure`` (and ``scores``, ``meta``)."""
+    meta = dict(j.meta)
+    template = meta.pop("template", None)
+    row: dict[str, Any] = {
+        "question_id": j.question_id,
+        "model": j.model,
+        "judge": [j.judge, template],
+        "user_prompt": j.user_prompt,
+        "judgment": j.judgment,
+        "score": j.score,
+        "turn": j.turn,
+        "tstamp": j.tstamp,
+        "failure": j.failure,
+    }
+    if j.scores:
+        row["scores"] = list(j.scores)
+    if meta:
+        # Round-trip so that values JSON cannot hold (e.g. numpy floats) become plain.
+        row["meta"] = json.loads(json.dumps(meta, default=str))
+    return row
+
+
+def judgment_from_row(row: dict[str, Any], where: str = "row") -> Judgment:
+    """Inverse of :func:`judgment_to_row`; also reads FastChat rows (``score: -1``)."""
+    try:
+        judge = row["judge"]
+        judge_model, template = (judge[0], judge[1]) if isinstance(judge, list) else (judge, None)
+        score, failure = _score_and_failure(row)
+        meta = dict(row.get("meta") or {})
+        if template is not None:
+            meta["template"] = template
+        return Judgment(
+            question_id=row["question_id"],
+            model=row["model"],
+            judge=judge_model,
+            turn=int(row["turn"]),
+            score=score,
+            user_prompt=row.get("user_prompt", ""),
+            judgment=row.get("judgment") or "",
+            failure=failure,
+            scores=tuple(row.get("scores") or ()),
+            tstamp=float(row.get("tstamp") or 0.0),
+            meta=meta,
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{where}: not a judgment row (needs question_id, model, judge, turn, score; "
+            f"problem: {e!r})"
+        ) from e
+
+
+def _score_and_failure(row: dict[str, Any]) -> tuple[float | None, str | None]:
+    failure = row.get("failure")
+    score = row["score"]
+    if failure is not None:
+        return None, str(failure)
+    if score is None:
+        return None, "no_score"
+    if score == -1:  # FastChat: the call raised ($ERROR$) or no rating was found
+        return None, "api_error" if row.get("judgment") == FASTCHAT_API_ERROR else "no_rating"
+    return float(score), None
+
+
+def read_judgments(path: str | Path) -> list[Judgment]:
+    """Judgments of a judgment JSONL file (ours or FastChat's)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e.msg})") from e
+            out.append(judgment_from_row(row, where))
+    return out
+
+
+def write_judgments(path: str | Path, judgments: Iterable[Judgment]) -> None:
+    """Write judgment rows atomically."""
+    atomic_write_jsonl(path, (judgment_to_row(j) for j in judgments))
+
+
+def summarize(judgments: Sequence[Judgment]) -> JudgeSummary:
+    failed = Counter(j.failure for j in judgments if j.failure is not None)
+    return JudgeSummary(
+        judged=len(judgments),
+        scored=sum(j.score is not None for j in judgments),
+        failed=dict(sorted(failed.items())),
+        cached=sum(bool(j.meta.get("cached")) for j in judgments),
+    )
+
+
+def run_judging(
+    suite: str,
+    data_dir: str | Path | None,
+    answer_paths: Sequence[str | Path],
+    judge: str,
+    judge_options: dict[str, Any],
+    output: str | Path,
+) -> JudgeSummary:
+    """Load the suite and answers, judge, write ``output``; return the counts."""
+    from resure.eval.judges.base import get_judge
+    from resure.eval.suites.base import get_suite
+
+    load_builtins()
+    items = get_suite(suite).load(data_dir)
+    judge_obj = get_judge(judge, **judge_options)
+    answers = None
+    if judge_obj.needs_answers:
+        if not answer_paths:
+            raise ValueError(f"judge {judge!r} grades answers: give --answers FILE")
+        answers = read_answers(answer_paths)
+        warn_unanswered(items, answers)
+    elif answer_paths:
+        logger.warning("judge %s scores reference turns; --answers is ignored", judge)
+    judgments = judge_obj.judge(items, answers)
+    write_judgments(output, judgments)
+    logger.info("wrote %d judgments to %s", len(judgments), output)
+    return summarize(judgments)
