@@ -1,8 +1,132 @@
-"""`resure generate` (placeholder registration until implemented)."""
+"""``resure generate``: answer a suite's items with a model and write FastChat answers.
+
+Examples::
+
+    resure generate --suite mt_bench_101 --data-dir data/mt_bench_101 \\
+        --model smollm2-135m-instruct --adapter runs/x/checkpoints/samples-1000 \\
+        --suite-option limit_per_task=5 --max-new-tokens 256
+    resure generate --suite mt_eval_followup --backend openai --model my-model \\
+        --base-url http://127.0.0.1:8000/v1 --api-key-env MY_KEY
+
+Prints the answers file's path on success.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BACKEND_CHOICES = ("hf", "vllm", "openai")
+
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: (_ for _ in ()).throw(SystemExit("not implemented")))
+    p = sub.add_parser(
+        "generate",
+        help="generate answers to a suite's items (FastChat model-answer JSONL)",
+        description="Generate answers to a benchmark suite with a model (and adapter).",
+    )
+    p.add_argument("--suite", required=True, help="suite name, e.g. mt_bench_101")
+    p.add_argument("--data-dir", help="directory of the suite's files (else its env var)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing suite files from their public URLs (needs network)")
+    p.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="suite option, e.g. limit_per_task=5 or max_turns=4 (repeatable)")
+    p.add_argument("--limit", type=int, help="answer only this many items (seeded subset)")
+    p.add_argument("--model", required=True,
+                   help="model directory or known name; for --backend openai the server's "
+                        "model name")
+    p.add_argument("--adapter", help="peft adapter directory (hf, vllm)")
+    p.add_argument("--model-id", help="model_id written in the answers")
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="hf")
+    p.add_argument("--base-url", help="OpenAI-compatible server URL (openai)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (openai)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per batch (hf)")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature for every item (default: the suite's)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="items allowed to fail (openai) before the command fails")
+    p.add_argument("--output", type=Path,
+                   help="answers file (default: answers/<suite>/<model_id>.jsonl)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resure.eval.backends import GenerationError, SamplingParams, get_backend
+    from resure.eval.generate import generate_answers, select_items
+    from resure.eval.suites import SuiteDataError, get_suite
+
+    _check_options(args)
+    suite_options = parse_options(args.suite_option)
+    if args.download:
+        suite_options["download"] = True
+    try:
+        suite = get_suite(args.suite, **suite_options)
+    except TypeError as e:
+        raise SystemExit(f"--suite-option: suite {args.suite!r} refuses these options: {e}") from e
+    try:
+        items = suite.load(args.data_dir)
+    except SuiteDataError as e:
+        raise SystemExit(str(e)) from e
+    items = select_items(items, args.limit, seed=args.seed)
+    backend = get_backend(args.backend, **_backend_options(args))
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              top_p=args.top_p, seed=args.seed)
+    output = args.output or Path("answers") / args.suite / f"{backend.model_id}.jsonl"
+    try:
+        result = generate_answers(args.suite, items, backend, sampling, output,
+                                  max_failures=args.max_failures)
+    except GenerationError as e:
+        logger.error("%s; %d answers written to %s, rerun to retry the failed items",
+                     e, len(e.answers), output)
+        return 1
+    logger.info("%d answers (%d reused, %d generated, %d failed)", len(result.answers),
+                result.reused, result.generated, len(result.failures))
+    print(result.path)
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.backend == "openai" and args.adapter:
+        raise SystemExit("--adapter is not supported with --backend openai; serve the adapter "
+                         "on the server and pass its model name with --model")
+    if args.backend != "openai" and args.base_url:
+        raise SystemExit(f"--base-url is only used with --backend openai, not {args.backend}")
+
+
+def _backend_options(args: argparse.Namespace) -> dict:
+    common = {"model": args.model, "model_id": args.model_id}
+    if args.backend == "hf":
+        return {**common, "adapter": args.adapter, "batch_size": args.batch_size}
+    if args.backend == "vllm":
+        return {**common, "adapter": args.adapter}
+    return {**common, "base_url": args.base_url, "api_key_env": args.api_key_env,
+            "concurrency": args.concurrency}
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["limit_per_task=5", "tasks=x"]`` -> ``{"limit_per_task": 5, "tasks": "x"}``
+    (integers and floats converted)."""
+    options: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--suite-option {pair!r}: expected KEY=VALUE")
+        options[key.replace("-", "_")] = _number(value)
+    return options
+
+
+def _number(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
