@@ -275,7 +275,7 @@ def test_all_repeats_failed_is_a_failure():
 
 def test_warm_cache_makes_zero_http_calls(server, tmp_path):
     cache = tmp_path / "cache.sqlite"
-    first = make_judge(server, cache=cache).judge([ITEM], [ANSWER])
+    first = make_judge(server, cache=cache, concurrency=4).judge([ITEM], [ANSWER])
     assert server.count == 2 and not any(j.meta["cached"] for j in first)
     second = make_judge(server, cache=cache).judge([ITEM], [ANSWER])
     assert server.count == 2  # nothing sent
