@@ -17,6 +17,7 @@ from resure.eval.judges.prompts import render_mt_bench
 from resure.eval.judging import read_answers, read_judgments
 from resure.eval.show import load_frame, summarize
 from resure.eval.suites.base import get_suite
+from resure.eval.suites.definitions import SuiteDataError
 from resure.eval.suites.mt_bench import ENV_VAR, MTBench
 
 JUDGMENTS = "gpt-4_single_llama3-8b-instruct.jsonl"
@@ -79,8 +80,15 @@ def test_registered_and_reads_the_environment_variable(mt_dir, monkeypatch):
 
 def test_missing_directory_names_both_ways_and_the_download(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    with pytest.raises(FileNotFoundError, match=r"--data-dir.*RESURE_MT_BENCH_DIR.*downloaded"):
+    with pytest.raises(SuiteDataError, match=r"--data-dir.*RESURE_MT_BENCH_DIR.*--download"):
         MTBench().load()
+
+
+def test_missing_file_names_the_file_and_the_source(mt_dir, tmp_path):
+    shutil.copy(mt_dir / "question.jsonl", tmp_path)
+    with pytest.raises(SuiteDataError, match=r"reference_answer_gpt-4.jsonl, judge_prompts.jsonl "
+                       r"not found.*FastChat"):
+        MTBench().load(tmp_path)
 
 
 def test_fastchat_tree_layout_is_found(mt_dir, tmp_path):
@@ -101,7 +109,7 @@ def test_bad_question_row_names_file_and_line(mt_dir, tmp_path):
     bad["turns"] = bad["turns"][:1]
     lines[2] = json.dumps(bad)
     (tmp_path / "question.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"question.jsonl:3: question 83: turns must be two"):
+    with pytest.raises(SuiteDataError, match=r"question.jsonl:3: question 83: turns must be two"):
         MTBench().load(tmp_path)
 
 
@@ -110,7 +118,7 @@ def test_unknown_category_is_refused(mt_dir, tmp_path):
         shutil.copy(mt_dir / name, tmp_path)
     row = {"question_id": 1, "category": "poetry", "turns": ["a", "b"]}
     (tmp_path / "question.jsonl").write_text(json.dumps(row) + "\n")
-    with pytest.raises(ValueError, match=r"question.jsonl:1: category 'poetry' has no temp"):
+    with pytest.raises(SuiteDataError, match=r"question.jsonl:1: category 'poetry' has no temp"):
         MTBench().load(tmp_path)
 
 

@@ -31,6 +31,10 @@ def register(sub) -> None:
     )
     p.add_argument("--suite", required=True, help="suite name, e.g. mt_bench")
     p.add_argument("--data-dir", help="the suite's data directory (else its env variable)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing suite files from their public URLs (needs network)")
+    p.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="suite option, as given to resure generate (repeatable)")
     p.add_argument("--answers", nargs="+", default=[], metavar="FILE",
                    help="FastChat model-answer JSONL file(s)")
     p.add_argument("--judge", default="llm", help="llm, reference_similarity, reference_nll")
@@ -58,15 +62,21 @@ def run(args: argparse.Namespace) -> int:
     # One line per request from the HTTP library would drown the counts.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    options = judge_options(args)
-    summary = run_judging(
-        suite=args.suite,
-        data_dir=args.data_dir,
-        answer_paths=args.answers,
-        judge=args.judge,
-        judge_options=options,
-        output=args.output,
-    )
+    suite_options = dict(_parse_option(o, "--suite-option") for o in args.suite_option)
+    if args.download:
+        suite_options["download"] = True
+    try:
+        summary = run_judging(
+            suite=args.suite,
+            data_dir=args.data_dir,
+            answer_paths=args.answers,
+            judge=args.judge,
+            judge_options=judge_options(args),
+            output=args.output,
+            suite_options=suite_options,
+        )
+    except (ValueError, FileNotFoundError) as e:  # bad data or options: the message says which
+        raise SystemExit(f"resure judge: {e}") from e
     failed = sum(summary.failed.values())
     print(
         f"judged {summary.judged} turns: {summary.scored} scored, {failed} failed, "
@@ -83,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
 def judge_options(args: argparse.Namespace) -> dict:
     """Constructor options of the chosen judge from the flags."""
-    extra = dict(_parse_option(o) for o in args.judge_option)
+    extra = dict(_parse_option(o, "--judge-option") for o in args.judge_option)
     if args.judge != "llm":
         ignored = [f"--{k.replace('_', '-')}" for k in LLM_DEFAULTS if getattr(args, k) is not None]
         if args.cache is not None or args.no_cache:
@@ -106,10 +116,10 @@ def judge_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _parse_option(text: str) -> tuple[str, object]:
+def _parse_option(text: str, flag: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise SystemExit(f"--judge-option {text!r}: expected KEY=VALUE")
+        raise SystemExit(f"{flag} {text!r}: expected KEY=VALUE")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:

@@ -10,10 +10,8 @@ score is then null, never -1). Repeated judging adds ``scores``; ``meta`` keeps 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import pkgutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,20 +42,6 @@ class JudgeSummary:
     scored: int
     failed: dict[str, int]
     cached: int
-
-
-def load_builtins() -> None:
-    """Import every suite and judge module shipped with resure, so they register."""
-    import resure.eval.judges
-    import resure.eval.suites
-
-    for package in (resure.eval.suites, resure.eval.judges):
-        for module in pkgutil.iter_modules(package.__path__):
-            name = f"{package.__name__}.{module.name}"
-            try:
-                importlib.import_module(name)
-            except ImportError as e:  # an optional dependency missing must not hide the rest
-                logger.warning("skipping %s: %s", name, e)
 
 
 def read_answers(paths: Iterable[str | Path]) -> list[Answer]:
@@ -223,13 +207,14 @@ def run_judging(
     judge: str,
     judge_options: dict[str, Any],
     output: str | Path,
+    suite_options: dict[str, Any] | None = None,
 ) -> JudgeSummary:
     """Load the suite and answers, judge, write ``output``; return the counts."""
-    from resure.eval.judges.base import get_judge
-    from resure.eval.suites.base import get_suite
+    # The packages register their built-in suites and judges on import.
+    from resure.eval.judges import get_judge
+    from resure.eval.suites import get_suite
 
-    load_builtins()
-    items = get_suite(suite).load(data_dir)
+    items = get_suite(suite, **(suite_options or {})).load(data_dir)
     judge_obj = get_judge(judge, **judge_options)
     answers = None
     if judge_obj.needs_answers:

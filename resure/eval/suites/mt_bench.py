@@ -1,192 +1,182 @@
 """MT-Bench (Zheng et al., 2023): 80 two-turn questions in 8 categories, graded per turn.
 
 Reads FastChat's llm_judge files from a directory the user gives (``data_dir`` or
-``RESURE_MT_BENCH_DIR``):
+``RESURE_MT_BENCH_DIR``), as named in ``suites/mt_bench.toml``:
 
 - ``question.jsonl``: ``question_id``, ``category``, ``turns`` (two user messages) and,
   for some questions, an inline ``reference``;
-- ``reference_answer_gpt-4.jsonl`` (or FastChat's ``reference_answer/gpt-4.jsonl``): GPT-4
+- ``reference_answer_gpt-4.jsonl`` (FastChat: ``reference_answer/gpt-4.jsonl``): GPT-4
   reference answers in the model-answer schema (``choices[0].turns``);
-- ``judge_prompts.jsonl`` (beside the questions, or one level up as in FastChat's tree).
+- ``judge_prompts.jsonl`` (FastChat: one level up, in ``data/``).
 
-Protocol settings (per-category temperatures, which categories are graded against the
-reference answers, which templates grade which turn) live in ``mt_bench.toml`` beside this
-module. Items use the model's own history, as in FastChat.
+The definition also holds the protocol: per-category temperatures, the categories graded
+against the reference answers, and the templates grading each turn. Items use the
+model's own history, as in FastChat.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tomllib
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from resure.eval.judges.prompts import JudgePrompt, load_judge_prompts
 from resure.eval.suites.base import SUITES, Suite
+from resure.eval.suites.definitions import (
+    SuiteDataError,
+    SuiteDefinition,
+    check_count,
+    load_definition,
+    locate_files,
+    read_jsonl_records,
+)
 from resure.eval.types import EvalItem
 
 logger = logging.getLogger(__name__)
 
+NAME = "mt_bench"
 ENV_VAR = "RESURE_MT_BENCH_DIR"
+QUESTIONS = "question.jsonl"
+REFERENCES = "reference_answer_gpt-4.jsonl"
+PROMPTS = "judge_prompts.jsonl"
 
 
-@dataclass(frozen=True)
-class MTBenchFiles:
-    """The three files of one MT-Bench data directory."""
-
-    questions: Path
-    reference_answers: Path
-    judge_prompts: Path
-
-
-def protocol() -> dict[str, Any]:
-    """The settings of ``mt_bench.toml``."""
-    text = resources.files("resure.eval.suites").joinpath("mt_bench.toml").read_text("utf-8")
-    return tomllib.loads(text)
-
-
-@SUITES.register("mt_bench", aliases=("mt-bench",))
+@SUITES.register(NAME, aliases=("mt-bench",))
 class MTBench(Suite):
     """The MT-Bench suite; :meth:`load` returns its 80 items with their judge templates.
 
     Each item's ``meta`` holds ``judge_prompts`` (the :class:`JudgePrompt` grading turn 1
-    and turn 2), ``inline_reference`` (the ``reference`` field of question.jsonl, or None)
-    and ``source`` (the questions file).
+    and the one grading turn 2), ``inline_reference`` (the ``reference`` field of
+    question.jsonl, or None; FastChat's single-answer grading does not use it) and
+    ``source`` (the questions file). ``reference`` is set for the reference-guided
+    categories only.
+
+    Args:
+        download: fetch the files from FastChat's repository when the directory lacks
+            them (needs network access).
     """
 
     env_var = ENV_VAR
 
+    def __init__(self, download: bool = False):
+        self.definition = load_definition(NAME)
+        self.download = download
+
     def load(self, data_dir: str | Path | None = None) -> list[EvalItem]:
-        files = locate_files(data_dir)
-        settings = protocol()
-        prompts = load_judge_prompts(files.judge_prompts)
+        files = find_files(self.definition, data_dir, self.download)
+        judge = self.definition.table["judge"]
+        prompts = load_judge_prompts(files[PROMPTS])
         templates = {
-            kind: _templates(prompts, settings["judge"][kind], files.judge_prompts)
+            kind: _templates(prompts, judge[kind], files[PROMPTS])
             for kind in ("general", "reference_guided")
         }
-        ref_categories = set(settings["judge"]["reference_categories"])
-        references = _read_references(files.reference_answers)
+        ref_categories = set(judge["reference_categories"])
+        references = _read_references(files[REFERENCES])
         items = []
-        for lineno, row in _read_rows(files.questions):
-            category = row["category"]
-            temperature = settings["temperature"].get(category)
-            if temperature is None:
-                raise ValueError(
-                    f"{files.questions}:{lineno}: category {category!r} has no temperature in "
-                    f"mt_bench.toml (known: {', '.join(sorted(settings['temperature']))})"
-                )
-            needs_ref = category in ref_categories
+        for lineno, row in read_jsonl_records(files[QUESTIONS]):
+            where = f"{files[QUESTIONS]}:{lineno}"
+            _check_question(row, where)
+            needs_ref = row["category"] in ref_categories
             reference = references.get(row["question_id"]) if needs_ref else None
             if needs_ref and reference is None:
-                raise ValueError(
-                    f"{files.reference_answers}: no reference answer for question "
-                    f"{row['question_id']} ({category}), which is graded against one"
+                raise SuiteDataError(
+                    f"{files[REFERENCES]}: no reference answer for question "
+                    f"{row['question_id']} ({row['category']}), which is graded against one"
                 )
             items.append(
                 EvalItem(
-                    suite="mt_bench",
+                    suite=NAME,
                     question_id=row["question_id"],
-                    category=category,
+                    category=row["category"],
                     turns=tuple(row["turns"]),
                     reference=reference,
                     history="own",
-                    temperature=float(temperature),
+                    temperature=self._temperature(row["category"], where),
                     meta={
                         "judge_prompts": templates["reference_guided" if needs_ref else "general"],
                         "inline_reference": row.get("reference"),
-                        "source": str(files.questions),
+                        "source": str(files[QUESTIONS]),
                     },
                 )
             )
-        logger.info("MT-Bench: %d questions from %s", len(items), files.questions)
+        _check_unique(items, files[QUESTIONS])
+        check_count(self.definition, files[QUESTIONS], len(items))
+        logger.info("%s: %d questions from %s", NAME, len(items), files[QUESTIONS])
         return items
 
-
-def locate_files(data_dir: str | Path | None = None) -> MTBenchFiles:
-    """Find the three MT-Bench files under ``data_dir`` (or ``$RESURE_MT_BENCH_DIR``)."""
-    if data_dir is None:
-        data_dir = os.environ.get(ENV_VAR)
-    if not data_dir:
-        raise FileNotFoundError(
-            "MT-Bench data directory not given: pass --data-dir DIR (data_dir=...) or set "
-            f"{ENV_VAR}=DIR, where DIR holds question.jsonl, reference_answer_gpt-4.jsonl and "
-            "judge_prompts.jsonl. They are FastChat's llm_judge data (fastchat/llm_judge/data/"
-            "mt_bench in the lm-sys/FastChat repository), which can be downloaded when the "
-            "network allows."
-        )
-    root = Path(data_dir)
-    names = protocol()["files"]
-    return MTBenchFiles(
-        questions=_first_existing(root, [names["questions"]], "questions"),
-        reference_answers=_first_existing(root, names["reference_answers"], "reference answers"),
-        judge_prompts=_first_existing(root, names["judge_prompts"], "judge prompts"),
-    )
+    def _temperature(self, category: str, where: str) -> float:
+        table = self.definition.table["category_temperature"]
+        if category not in table:
+            raise SuiteDataError(
+                f"{where}: category {category!r} has no temperature in suites/mt_bench.toml "
+                f"(known: {', '.join(sorted(table))})"
+            )
+        return float(table[category])
 
 
-def _first_existing(root: Path, candidates: list[str], what: str) -> Path:
-    for name in candidates:
-        if (root / name).is_file():
-            return root / name
-    raise FileNotFoundError(
-        f"MT-Bench {what} not found in {root} (looked for {', '.join(candidates)}); pass "
-        f"--data-dir or set {ENV_VAR} to FastChat's llm_judge data/mt_bench directory, which "
-        "can be downloaded when the network allows"
-    )
+def find_files(
+    definition: SuiteDefinition, data_dir: str | Path | None, download: bool = False
+) -> dict[str, Path]:
+    """The three files, side by side in the directory or in FastChat's own tree."""
+    try:
+        return locate_files(definition, data_dir, download)
+    except SuiteDataError:
+        directory = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
+        tree = _fastchat_tree(definition, directory)
+        if tree is None:
+            raise
+        return tree
+
+
+def _fastchat_tree(definition: SuiteDefinition, directory: Any) -> dict[str, Path] | None:
+    if not directory:
+        return None
+    root = Path(directory).expanduser()
+    paths = {name: root / name for name in definition.files}
+    paths.update({name: root / rel for name, rel in definition.table["fastchat_tree"].items()})
+    return paths if all(p.is_file() for p in paths.values()) else None
 
 
 def _templates(prompts: dict[str, JudgePrompt], names: list[str], path: Path):
     missing = [n for n in names if n not in prompts]
     if missing:
-        raise ValueError(f"{path}: judge prompt(s) {', '.join(missing)} not found")
+        raise SuiteDataError(f"{path}: judge prompt(s) {', '.join(missing)} not found")
     return tuple(prompts[n] for n in names)
 
 
-def _read_rows(path: Path):
-    """(line number, validated question row) pairs of question.jsonl."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            _check_question(row, path, lineno)
-            yield lineno, row
-
-
-def _check_question(row: dict, path: Path, lineno: int) -> None:
-    if not isinstance(row.get("question_id"), int):
-        raise ValueError(f"{path}:{lineno}: question_id must be an integer")
+def _check_question(row: Any, where: str) -> None:
+    if not isinstance(row, dict) or not isinstance(row.get("question_id"), int):
+        raise SuiteDataError(f"{where}: question_id must be an integer")
+    qid = row["question_id"]
     if not isinstance(row.get("category"), str):
-        raise ValueError(f"{path}:{lineno}: question {row['question_id']}: category missing")
+        raise SuiteDataError(f"{where}: question {qid}: category must be a string")
     turns = row.get("turns")
     if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) for t in turns)):
-        raise ValueError(
-            f"{path}:{lineno}: question {row['question_id']}: turns must be two strings"
-        )
+        raise SuiteDataError(f"{where}: question {qid}: turns must be two strings")
+
+
+def _check_unique(items: list[EvalItem], path: Path) -> None:
+    ids = [item.question_id for item in items]
+    duplicates = sorted({q for q in ids if ids.count(q) > 1})
+    if duplicates:
+        raise SuiteDataError(f"{path}: question ids appear more than once: {duplicates}")
 
 
 def _read_references(path: Path) -> dict[int, tuple[str, ...]]:
     """Reference turns by question id from a model-answer JSONL file."""
     references = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                turns = row["choices"][0]["turns"]
-                qid = row["question_id"]
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-                raise ValueError(
-                    f"{path}:{lineno}: not a model-answer row with choices[0].turns ({e})"
-                ) from e
-            if not (len(turns) == 2 and all(isinstance(t, str) for t in turns)):
-                raise ValueError(f"{path}:{lineno}: question {qid}: reference turns must be two")
-            references[qid] = tuple(turns)
+    for lineno, row in read_jsonl_records(path):
+        try:
+            turns = row["choices"][0]["turns"]
+            qid = row["question_id"]
+        except (KeyError, IndexError, TypeError) as e:
+            raise SuiteDataError(
+                f"{path}:{lineno}: not a model-answer row with question_id and "
+                f"choices[0].turns ({e!r})"
+            ) from e
+        if not (isinstance(turns, list) and len(turns) == 2
+                and all(isinstance(t, str) for t in turns)):
+            raise SuiteDataError(f"{path}:{lineno}: question {qid}: reference turns must be two")
+        references[qid] = tuple(turns)
     return references
