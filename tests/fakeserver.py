@@ -2,9 +2,10 @@
 
 ``FakeOpenAIServer`` listens on 127.0.0.1 (random port) in a background thread and answers
 ``POST /v1/chat/completions`` and ``GET /v1/models``. Each chat request takes the next
-:class:`Action` of its script; with the script empty, ``responder(request_body)`` writes the
-reply text. Every chat request is counted and its body kept, so tests can check how many
-HTTP calls a run made (client retries included).
+:class:`Action` of its script; with the script empty, ``responder(request_body)`` gives the
+reply text (or an :class:`Action`, to fail chosen requests). Every chat request is counted
+and its body kept, so tests can check how many HTTP calls a run made (client retries
+included).
 
 >>> with FakeOpenAIServer(responder=lambda body: "Rating: [[7]]") as server:
 ...     server.push(Action.error(429, retry_after="0"))  # first call rate-limited
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Responder = Callable[[dict[str, Any]], str | None]
+Responder = Callable[[dict[str, Any]], "str | None | Action"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class FakeOpenAIServer:
     """Scripted OpenAI-compatible server on loopback; use as a context manager.
 
     Args:
-        responder: reply text for a request body once the script is empty.
+        responder: reply text (or an Action) for a request body once the script is empty.
         latency: seconds added to every chat request (for concurrency measurements).
     """
 
@@ -126,7 +127,8 @@ class FakeOpenAIServer:
             self.requests.append(body)
             if self._script:
                 return self._script.popleft()
-        return Action.reply(self.responder(body))
+        reply = self.responder(body)
+        return reply if isinstance(reply, Action) else Action.reply(reply)
 
     def start(self) -> FakeOpenAIServer:
         self._thread.start()
