@@ -54,3 +54,35 @@ def smollm2_dir(tmp_path_factory) -> Path:
 
     cache = Path(os.environ.get("RESURE_CACHE", tmp_path_factory.mktemp("cache")))
     return resolve_model("smollm2-135m-instruct", cache_dir=cache)
+
+
+@pytest.fixture(scope="session")
+def lively_model_dir(tmp_path_factory, chatml_tokenizer) -> Path:
+    """The tiny Llama with weights drawn at std 0.3 (seeded), so that greedy decoding
+    produces varied text instead of repeating one token; for generation tests."""
+    import torch
+
+    path = tmp_path_factory.mktemp("lively-model")
+    model = make_model(chatml_tokenizer, path)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    model.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def lively_adapter_dir(tmp_path_factory, lively_model_dir) -> Path:
+    """A freshly initialised LoRA adapter (r=12) for ``lively_model_dir``: its B matrices
+    are zero, so base and base+adapter compute the same function."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path_factory.mktemp("lively-adapter")
+    model = AutoModelForCausalLM.from_pretrained(str(lively_model_dir))
+    config = LoraConfig(r=12, lora_alpha=24, target_modules=["q_proj", "v_proj"],
+                        task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(str(path))
+    return path

@@ -4,15 +4,16 @@ Within a round (see :func:`~resure.eval.backends.base.plan_rounds`) the prompts 
 grouped by temperature, sorted by length (less padding) and cut into batches of
 ``batch_size``; each batch is left-padded, so every prompt ends at the same position and
 the new tokens of all rows start right after it. Decoding is greedy at temperature 0 and
-samples (temperature, top-p) otherwise, seeded per batch. Generation stops at the
-tokenizer's EOS, the model's generation-config EOS ids, or the chat template's
-end-of-turn token, whichever comes first.
+samples (temperature, top-p) otherwise, seeded per batch by :func:`batch_seed`.
+Generation stops at the tokenizer's EOS, the model's generation-config EOS ids, or the
+chat template's end-of-turn token, whichever comes first.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,6 @@ class HFBackend(TurnBackend):
         self.generated_tokens = 0
         self._model = None
         self._stop_ids: tuple[int, ...] | None = None
-        self._batches = 0
 
     @property
     def model(self):
@@ -141,8 +141,9 @@ class HFBackend(TurnBackend):
         for batch in self._batches_of([requests[k] for k in fitting],
                                       [lengths[k] for k in fitting]):
             batch = [fitting[k] for k in batch]
-            answers = self._generate([texts[k] for k in batch],
-                                     requests[batch[0]].temperature, sampling)
+            answers = self._generate([texts[k] for k in batch], requests[batch[0]].temperature,
+                                     sampling, batch_seed(sampling.seed,
+                                                          [requests[k] for k in batch]))
             for k, text in zip(batch, answers, strict=True):
                 out[k] = text
             progress(len(batch))
@@ -165,7 +166,8 @@ class HFBackend(TurnBackend):
         return (f"prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} "
                 f"exceeds the model's {limit} positions")
 
-    def _generate(self, texts: list[str], temperature: float, sampling: SamplingParams):
+    def _generate(self, texts: list[str], temperature: float, sampling: SamplingParams,
+                  seed: int):
         import torch
 
         enc = self.tokenizer(texts, add_special_tokens=False, padding=True,
@@ -173,8 +175,7 @@ class HFBackend(TurnBackend):
         config = self._generation_config(temperature, sampling)
         with torch.inference_mode(), torch.random.fork_rng(devices=self._rng_devices()):
             # fork_rng keeps the caller's random state untouched by the seeding.
-            torch.manual_seed(sampling.seed + self._batches)
-            self._batches += 1
+            torch.manual_seed(seed)
             sequences = self.model.generate(**enc, generation_config=config)
         new = sequences[:, enc["input_ids"].shape[1] :]  # [batch, new_tokens]
         self.generated_tokens += self._count_tokens(new)
@@ -206,6 +207,13 @@ class HFBackend(TurnBackend):
     def _rng_devices(self) -> list:
         device = self.model.device
         return [device] if device.type == "cuda" else []
+
+
+def batch_seed(seed: int, requests: Sequence[TurnRequest]) -> int:
+    """A seed for one batch from the run's seed and the (question, turn) pairs in it, so
+    that a rerun samples the same text whatever ran before in the process."""
+    key = f"{seed}|" + "|".join(f"{r.question_id}:{r.turn}" for r in requests)
+    return zlib.crc32(key.encode("utf-8"))
 
 
 def tokenizer_dir(model_path: Path, adapter: Path | None) -> Path:
