@@ -98,13 +98,7 @@ class VLLMBackend(TurnBackend):
         }
 
     def _build_engine(self, max_model_len, gpu_memory_utilization, dtype, options) -> Any:
-        try:
-            import vllm
-        except ImportError as e:
-            raise ImportError(
-                "the vllm backend needs vLLM, which runs on CUDA GPUs only: "
-                "pip install 'resure[vllm]' on a GPU machine, or use --backend hf"
-            ) from e
+        vllm = import_vllm()
         kwargs: dict[str, Any] = {
             "model": str(self.model_path),
             "dtype": dtype,
@@ -123,6 +117,7 @@ class VLLMBackend(TurnBackend):
         """The ``LoRARequest`` for the adapter, or None without one."""
         if self.adapter is None:
             return None
+        import_vllm()
         from vllm.lora.request import LoRARequest
 
         return LoRARequest(lora_name=LORA_NAME, lora_int_id=LORA_ID, lora_path=str(self.adapter))
@@ -131,8 +126,7 @@ class VLLMBackend(TurnBackend):
         self, requests: Sequence[TurnRequest], sampling: SamplingParams,
         progress: Callable[[int], object],
     ) -> list[Completion]:
-        import vllm
-
+        vllm = import_vllm()
         params = [
             vllm.SamplingParams(
                 temperature=r.temperature,
@@ -151,6 +145,18 @@ class VLLMBackend(TurnBackend):
         )
         progress(len(requests))
         return [out.outputs[0].text for out in outputs]
+
+
+def import_vllm():
+    """The ``vllm`` module, or an :class:`ImportError` saying how to get it."""
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError(
+            "the vllm backend needs vLLM, which runs on CUDA GPUs only: "
+            "pip install 'resure[vllm]' on a GPU machine, or use --backend hf"
+        ) from e
+    return vllm
 
 
 def lora_rank_bound(adapter: Path) -> int:
