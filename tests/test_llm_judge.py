@@ -340,3 +340,34 @@ def test_needs_answers():
     judge = LLMJudge("m", base_url="http://127.0.0.1:1/v1")
     with pytest.raises(ValueError, match="grades answers"):
         judge.judge([ITEM], None)
+
+
+# -- the generic prompt on the other suites' real items ---------------------------------
+
+
+@pytest.mark.parametrize("suite, subdir", [("mt_bench_101", "mt_bench_101"),
+                                           ("mt_eval_followup", "mt_eval")])
+def test_generic_prompt_renders_every_scored_turn_of_real_suites(shared_data, suite, subdir):
+    from resure.eval.judges.llm import TurnRequest, plan_requests
+    from resure.eval.suites import get_suite
+
+    items = get_suite(suite).load(shared_data / subdir)
+    answers = [Answer(i.question_id, "m", tuple(f"ANSWER-{k}" for k in range(len(i.turns))))
+               for i in items]
+    plan = plan_requests(items, answers, judge="j")
+    assert all(isinstance(p, TurnRequest) for p in plan)
+    assert len(plan) == sum(len(i.meta.get("scored_turns") or i.turns) for i in items)
+    for req in plan:
+        user = req.prompt.user
+        k = req.turn - 1
+        assert f"<<<FINAL REPLY START>>>\nANSWER-{k}\n<<<FINAL REPLY END>>>" in user
+        assert user.rstrip().endswith("<<<FINAL REPLY END>>>") != (
+            "<<<REFERENCE REPLY START>>>" in user)
+        if req.item.meta.get("rubric"):
+            assert f"[Rubric]\n{req.item.meta['rubric']}" in user
+        shows_ref = req.item.meta.get("needs_reference", True)
+        assert (f"<<<REFERENCE REPLY START>>>\n{req.item.reference[k]}\n" in user) == shows_ref
+        if req.item.history == "golden":  # earlier context: the reference turns
+            assert all(f"ANSWER-{e}" not in user for e in range(k))
+        else:
+            assert all(f"### Assistant:\nANSWER-{e}" in user for e in range(k))

@@ -153,6 +153,8 @@ def render_generic(item: EvalItem, answer: Answer, turn: int) -> RenderedPrompt:
 
     Earlier assistant turns are the model's own answers for ``history="own"`` items and the
     reference turns for ``history="golden"`` items: the context the model answered in.
+    ``meta["rubric"]`` is shown when present; the reference turn is shown unless
+    ``meta["needs_reference"]`` is False.
     """
     k = turn - 1
     if item.history == "golden":
@@ -171,7 +173,10 @@ def render_generic(item: EvalItem, answer: Answer, turn: int) -> RenderedPrompt:
         blocks.append(f"### Assistant:\n{reply}")
     blocks.append(f"### User:\n{item.turns[k]}")
     rubric = item.meta.get("rubric")
-    reference = item.reference[k] if item.reference is not None else None
+    # A suite may keep references for context only (MT-Bench-101 shows them to the judge
+    # just for its math and reasoning tasks).
+    shown = item.reference is not None and item.meta.get("needs_reference", True)
+    reference = item.reference[k] if shown else None
     user = GENERIC_TEMPLATE.format(
         rubric=f"[Rubric]\n{rubric}\n\n" if rubric else "",
         reference_note=(
