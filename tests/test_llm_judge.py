@@ -281,6 +281,7 @@ def test_warm_cache_makes_zero_http_calls(server, tmp_path):
     assert server.count == 2  # nothing sent
     assert all(j.meta["cached"] for j in second)
     assert [(j.score, j.judgment) for j in second] == [(j.score, j.judgment) for j in first]
+    assert {j.meta["finish_reason"] for j in first + second} == {"stop"}
 
 
 def test_changed_prompt_or_setting_misses_the_cache(server, tmp_path):

@@ -51,6 +51,7 @@ class Reply:
     failure: str | None = None
     detail: str | None = None
     cached: bool = False
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -61,6 +62,7 @@ class _Outcome:
     failures: list[tuple[str, str | None]] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
     cached: list[bool] = field(default_factory=list)
+    finish_reasons: list[str | None] = field(default_factory=list)
 
 
 @JUDGES.register("llm")
@@ -167,7 +169,7 @@ class LLMJudge(Judge):
                     continue
                 hit = self.cache.get(key) if self.cache is not None else None
                 if hit is not None:
-                    replies[key] = Reply(hit.content, cached=True)
+                    replies[key] = Reply(hit.content, cached=True, finish_reason=hit.finish_reason)
                 else:
                     todo[key] = req.prompt
         logger.info(
@@ -189,7 +191,7 @@ class LLMJudge(Judge):
                 key = futures[fut]
                 out[key] = reply = fut.result()
                 if reply.failure is None and self.cache is not None:
-                    self.cache.put(key, CachedReply(reply.content))
+                    self.cache.put(key, CachedReply(reply.content, self.model, reply.finish_reason))
         return out
 
     def _send(self, prompt: RenderedPrompt) -> Reply:
@@ -229,6 +231,7 @@ class LLMJudge(Judge):
             reply = replies[self._key(req.prompt, r)]
             outcome.texts.append(reply.content)
             outcome.cached.append(reply.cached)
+            outcome.finish_reasons.append(reply.finish_reason)
             if reply.failure is not None:
                 outcome.failures.append((reply.failure, reply.detail))
                 continue
@@ -245,6 +248,8 @@ class LLMJudge(Judge):
             "cached": all(outcome.cached),
             "suite": req.item.suite,
             "category": req.item.category,
+            # "length" means the reply was cut at max_tokens, often before the rating.
+            "finish_reason": outcome.finish_reasons[0],
         }
         failure = None
         score = None
@@ -283,10 +288,10 @@ def _reply_text(response: Any) -> Reply:
         return Reply(None, "bad_response", f"not a chat completion: {str(response)[:200]!r}")
     choices = response.choices or []
     content = choices[0].message.content if choices and choices[0].message else None
+    finish = choices[0].finish_reason if choices else None
     if content is None or not content.strip():
-        finish = choices[0].finish_reason if choices else None
         return Reply(None, "empty_content", f"no text in the reply (finish_reason={finish})")
-    return Reply(content)
+    return Reply(content, finish_reason=finish)
 
 
 def plan_requests(
