@@ -453,6 +453,7 @@ def test_num_samples_beyond_the_data(tiny_model_dir, tmp_path):
         ({"max_steps": 5, "epochs": 3}, "set only one of them"),
         ({"policy": "ignore"}, "policy must be one of"),
         ({"lr_scheduler": "step"}, "lr_scheduler must be one of"),
+        ({"normalize": "turns"}, "normalize must be one of"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"num_samples": 0}, "num_samples must be >= 1"),
         ({"lr": 0.0}, "lr must be > 0"),

