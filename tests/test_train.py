@@ -194,6 +194,19 @@ def _reference_weighted_loss(model, batch, turn_weights, normalize):
     return num / (tokens if normalize == "tokens" else weighted_tokens)
 
 
+def _reference_turn_means(model, batch) -> dict[tuple[int, int], float]:
+    """``{(sample, turn): mean token loss}`` by F.cross_entropy on each turn's tokens."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    means = {}
+    for b in range(logits.shape[0]):
+        turn = batch["turn_index"][b, 1:]  # the turn of the label each logit predicts
+        for k in turn[turn >= 0].unique().tolist():
+            mask = turn == k
+            target = batch["labels"][b, 1:][mask]
+            means[(b, k)] = float(F.cross_entropy(logits[b, :-1][mask], target))
+    return means
+
+
 @pytest.mark.parametrize("normalize", ["tokens", "weighted_tokens"])
 def test_weights_scale_each_turns_loss(tiny_model_dir, tiny_batch, tmp_path, normalize):
     _, batch, _ = tiny_batch
@@ -207,8 +220,16 @@ def test_weights_scale_each_turns_loss(tiny_model_dir, tiny_batch, tmp_path, nor
     assert summary["turns"] == 9
     assert summary["frac_downweighted"] == pytest.approx(6 / 9)
     assert summary["mean_weight"] == pytest.approx(1.5 / 3)
-    assert summary["corrupted"] == {"seen": 1, "down_weighted": 1}
-    assert summary["context_corrupted"] == {"seen": 1, "down_weighted": 1}
+    assert summary["corrupted"]["seen"] == summary["corrupted"]["down_weighted"] == 1
+    assert summary["context_corrupted"]["seen"] == 1
+    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"]).loss
+    assert summary["unweighted_loss"] == pytest.approx(float(plain), rel=1e-5)
+    turn_means = _reference_turn_means(model, batch)
+    assert summary["corrupted"]["mean_loss"] == pytest.approx(turn_means[(0, 1)], rel=1e-5)
+    assert summary["context_corrupted"]["mean_loss"] == pytest.approx(turn_means[(0, 2)], rel=1e-5)
+    clean = [v for k, v in turn_means.items() if k != (0, 1)]
+    assert summary["clean"]["mean_loss"] == pytest.approx(sum(clean) / len(clean), rel=1e-5)
     assert trainer.samples_seen == 3
 
 

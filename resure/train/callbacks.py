@@ -27,8 +27,9 @@ class WeightingLogCallback(TrainerCallback):
     Each line holds ``step``, ``samples_seen``, ``epoch``, ``loss`` (the Trainer's mean
     training loss since the previous line), ``learning_rate``, the figures of
     :meth:`WeightDiagnostics.summary` over the same steps (``turns``, ``mean_weight``,
-    ``frac_downweighted``, ``corrupted`` / ``clean`` / ``context_corrupted`` with ``seen``
-    and ``down_weighted``), ``positions`` (``{k: {count, mean, std, ...}}`` from the
+    ``frac_downweighted``, ``unweighted_loss``, ``corrupted`` / ``clean`` /
+    ``context_corrupted`` with ``seen``, ``down_weighted`` and ``mean_loss``),
+    ``positions`` (``{k: {count, mean, std, ...}}`` from the
     method's per-position statistics, when it keeps them) and ``method`` (its other
     diagnostics).
 

@@ -34,7 +34,13 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from resure.io import atomic_write_json
-from resure.losses import shift_turn_index, token_losses, turn_losses, weighted_loss
+from resure.losses import (
+    TurnLosses,
+    shift_turn_index,
+    token_losses,
+    turn_losses,
+    weighted_loss,
+)
 from resure.weighting.base import TurnBatch, WeightingMethod
 
 logger = logging.getLogger(__name__)
@@ -43,12 +49,14 @@ WEIGHTING_STATE_NAME = "weighting_state.json"
 
 
 class WeightDiagnostics:
-    """Figures about the weights given between two log lines.
+    """Figures about the turns and weights seen between two log lines.
 
     A turn is *down-weighted* when its weight is below 1. Corruption counts split the
     present turns into ``corrupted`` (the turn carries a corruption label) and ``clean``
     (it does not); ``context_corrupted`` counts the turns whose context holds an earlier
-    corrupted turn (a subset that may overlap both).
+    corrupted turn (a subset that may overlap both). ``mean_loss`` of a group is the mean
+    of its turns' mean token losses; ``unweighted_loss`` is the plain mean token loss of
+    all supervised tokens (what uniform weighting would have optimised).
     """
 
     _GROUPS = ("corrupted", "clean", "context_corrupted")
@@ -60,45 +68,61 @@ class WeightDiagnostics:
         self.turns = 0
         self.weight_sum = 0.0
         self.down_weighted = 0
-        self.groups = {g: {"seen": 0, "down_weighted": 0} for g in self._GROUPS}
+        self.token_loss_sum = 0.0
+        self.tokens = 0.0
+        self.groups = {g: {"seen": 0, "down_weighted": 0, "loss_sum": 0.0} for g in self._GROUPS}
 
     def add(
         self,
+        turns: TurnLosses,
         weights: torch.Tensor,
-        present: torch.Tensor,
         corrupted: torch.Tensor,
         context_corrupted: torch.Tensor,
     ) -> None:
-        """Fold in one micro-batch; every argument is ``[B, K]`` (bool except weights)."""
+        """Fold in one micro-batch: ``turns`` and ``weights`` ``[B, K]``, the corruption
+        labels ``[B, K]`` bool."""
         w = weights.detach().to("cpu", torch.float64)
-        present = present.detach().cpu()
+        present = turns.present.detach().cpu()
+        means = turns.means.detach().to("cpu", torch.float64)
         down = present & (w < 1)
         self.turns += int(present.sum())
         self.weight_sum += float(w[present].sum())
         self.down_weighted += int(down.sum())
+        self.token_loss_sum += float(turns.sums.detach().double().sum())
+        self.tokens += float(turns.tokens.sum())
         masks = {
             "corrupted": present & corrupted.cpu(),
             "clean": present & ~corrupted.cpu(),
             "context_corrupted": present & context_corrupted.cpu(),
         }
         for name, mask in masks.items():
-            self.groups[name]["seen"] += int(mask.sum())
-            self.groups[name]["down_weighted"] += int((mask & down).sum())
+            group = self.groups[name]
+            group["seen"] += int(mask.sum())
+            group["down_weighted"] += int((mask & down).sum())
+            group["loss_sum"] += float(means[mask].sum())
 
     def summary(self) -> dict[str, Any]:
         """Means over the present turns seen since the last reset (None when none)."""
-        return {
-            "turns": self.turns,
-            "mean_weight": self.weight_sum / self.turns if self.turns else None,
-            "frac_downweighted": self.down_weighted / self.turns if self.turns else None,
-            **{name: dict(counts) for name, counts in self.groups.items()},
+        n = self.turns
+        out: dict[str, Any] = {
+            "turns": n,
+            "mean_weight": self.weight_sum / n if n else None,
+            "frac_downweighted": self.down_weighted / n if n else None,
+            "unweighted_loss": self.token_loss_sum / self.tokens if self.tokens else None,
         }
+        for name, g in self.groups.items():
+            mean_loss = g["loss_sum"] / g["seen"] if g["seen"] else None
+            out[name] = {"seen": g["seen"], "down_weighted": g["down_weighted"],
+                         "mean_loss": mean_loss}
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "turns": self.turns,
             "weight_sum": self.weight_sum,
             "down_weighted": self.down_weighted,
+            "token_loss_sum": self.token_loss_sum,
+            "tokens": self.tokens,
             "groups": {name: dict(counts) for name, counts in self.groups.items()},
         }
 
@@ -106,6 +130,8 @@ class WeightDiagnostics:
         self.turns = int(state["turns"])
         self.weight_sum = float(state["weight_sum"])
         self.down_weighted = int(state["down_weighted"])
+        self.token_loss_sum = float(state["token_loss_sum"])
+        self.tokens = float(state["tokens"])
         self.groups = {name: dict(state["groups"][name]) for name in self._GROUPS}
 
 
@@ -189,9 +215,7 @@ class WeightedTrainer(Trainer):
         _check_weights(self.method, weights, turns.present)
         denominator = num_items_in_batch if self.normalize == "tokens" else None
         loss = weighted_loss(turns, weights, normalize=self.normalize, denominator=denominator)
-        self.weight_diagnostics.add(
-            weights, turns.present, corrupted, inputs["context_corrupted"]
-        )
+        self.weight_diagnostics.add(turns, weights, corrupted, inputs["context_corrupted"])
         self.samples_seen += int(inputs["input_ids"].shape[0])
         return (loss, outputs) if return_outputs else loss
 
