@@ -50,18 +50,18 @@ DIRECTIONS = ("higher", "lower")
 #: TrainConfig fields the sweep sets itself; a [train] table may not set them.
 TRAIN_KEYS_SET_BY_SWEEP = (
     "model",
+    "output_dir",
+    "data",
+    "format",
     "method",
     "method_options",
-    "output_dir",
+    "num_samples",
     "seed",
     "save_at_samples",
-    "num_epochs",
     "epochs",
+    "max_steps",
     "lr_scheduler",
-    "lr_scheduler_type",
-    "max_samples",
-    "train_data",
-    "data",
+    "shuffle",
 )
 
 _MISSING = object()
@@ -644,8 +644,12 @@ def _check_methods(config: SweepConfig, file: str) -> None:
 
 
 def _check_train_keys(config: SweepConfig, file: str) -> None:
+    """``[train]`` keys must be TrainConfig fields; the resulting TrainConfig (with the
+    sweep's sizes as checkpoints) must pass its own validation."""
     import dataclasses
 
+    from resure.sweep.plan import train_settings
+    from resure.sweep.runner import TRAIN_DEFAULTS
     from resure.train import TrainConfig
 
     allowed = sorted(f.name for f in dataclasses.fields(TrainConfig)
@@ -655,10 +659,15 @@ def _check_train_keys(config: SweepConfig, file: str) -> None:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             _fail(file, f"train.{key}", f"unknown key{hint} Allowed keys: {', '.join(allowed)}")
+    try:
+        TrainConfig(model="check", output_dir="check", save_at_samples=list(config.sizes),
+                    **{**TRAIN_DEFAULTS, **train_settings(config)})
+    except (TypeError, ValueError) as e:
+        _fail(file, "train", f"{e} (sweep.sizes are the checkpoint sizes)")
 
 
 def _check_eval_names(config: SweepConfig, file: str) -> None:
-    backends, judges, suites = _eval_registries()
+    backends, judges, suites = eval_registries()
     _check_registered_name(file, "generation.backend", config.generation.backend, backends)
     for j in config.judges:
         _check_registered_name(file, f"judges.{j.label}.judge", j.judge, judges)
@@ -675,7 +684,7 @@ def _check_registered_name(file: str, key: str, name: str, registry) -> None:
     _fail(file, key, f"unknown {registry.kind} {name!r}{hint} Allowed: {', '.join(known)}")
 
 
-def _eval_registries():
+def eval_registries():
     """The backend, judge and suite registries with their built-in entries loaded."""
     from resure.eval.backends import BACKENDS
     from resure.eval.judges import JUDGES
