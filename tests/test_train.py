@@ -297,7 +297,8 @@ def test_weighting_log_lines(tiny_model_dir, tmp_path):
 
     manifest = json.loads((Path(result.output_dir) / "train_config.json").read_text())
     assert manifest["method"]["name"] == "test_halve_second_turn"
-    assert manifest["data"] == {"conversations": n, "encoded": n, "skipped": 0}
+    assert manifest["data"] == {"conversations": n, "encoded": n,
+                                "skipped": {"load": 0, "encode": 0}}
     assert manifest["versions"]["torch"] == torch.__version__
 
 
@@ -440,11 +441,26 @@ def test_skip_policy_lists_unencodable_dialogues(tiny_model_dir, tmp_path):
                                              Message("assistant", "Paris.")))
     config = tiny_config(tiny_model_dir, tmp_path / "run", max_length=200, policy="skip")
     result = train(config, [*convs, long])
-    assert result.skipped == 1 and result.num_samples == 4
+    assert result.skipped == {"load": 0, "encode": 1} and result.num_samples == 4
     rows = [json.loads(x) for x in (tmp_path / "run" / "skipped.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["record_id"]) for r in rows] == [("encode", "long")]
     with pytest.raises(TruncationError, match="long"):
         train(tiny_config(tiny_model_dir, tmp_path / "err", max_length=200), [*convs, long])
+
+
+def test_invalid_source_records_are_listed_under_skip(tiny_model_dir, tmp_path):
+    from resure.data import DataError, save_conversations
+
+    no_answer = Conversation(id="mute", messages=(Message("user", "Hello?"),))
+    data = tmp_path / "data.jsonl"
+    save_conversations(data, [*make_convs(2), no_answer])
+    config = tiny_config(tiny_model_dir, tmp_path / "run", data=str(data), policy="skip")
+    result = train(config)
+    assert result.skipped == {"load": 1, "encode": 0} and result.num_samples == 2
+    row = json.loads((tmp_path / "run" / "skipped.jsonl").read_text())
+    assert (row["stage"], row["record_id"], row["rule"]) == ("load", "mute", "has-assistant")
+    with pytest.raises(DataError, match="mute"):
+        train(tiny_config(tiny_model_dir, tmp_path / "err", data=str(data)))
 
 
 def test_data_given_twice_or_not_at_all(tiny_model_dir, tmp_path):

@@ -138,7 +138,8 @@ def run_train(args: argparse.Namespace) -> int:
     kind = "adapter" if result.is_adapter else "model"
     state = "already finished" if result.reused else "finished"
     print(f"{state}: {result.steps} steps on {result.num_samples} dialogues "
-          f"({result.skipped} skipped)")
+          f"(left out: {result.skipped['load']} invalid records of the source, "
+          f"{result.skipped['encode']} unencodable dialogues)")
     print(f"{kind}: {result.model_dir}")
     print(f"base model: {result.base_model}")
     print(f"weighting log: {result.weighting_log}")

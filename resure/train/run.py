@@ -55,7 +55,9 @@ class TrainResult:
         base_model: the model directory the adapter applies to.
         weighting_log: the JSONL weighting log.
         num_samples: dialogues trained on (after any skipped ones).
-        skipped: records or dialogues left out under policy "skip".
+        skipped: ``{"load": n, "encode": m}``: invalid records of the whole source, and
+            dialogues among the first ``num_samples`` that could not be encoded, left out
+            under policy "skip" (each listed in ``skipped.jsonl``).
         steps: optimizer steps taken.
         train_runtime: seconds spent in the Trainer by the call that finished the run.
         snapshots: ``{n: directory}`` of the ``save_at_samples`` snapshots.
@@ -69,7 +71,7 @@ class TrainResult:
     base_model: str
     weighting_log: str
     num_samples: int
-    skipped: int
+    skipped: dict[str, int]
     steps: int
     train_runtime: float
     snapshots: dict[int, str]
@@ -170,16 +172,16 @@ class _Run:
         if c.num_threads is not None:
             torch.set_num_threads(c.num_threads)
         set_seed(c.seed)
+        method = self._method()  # first: a bad option should fail before any loading
         convs, load_skipped = self._conversations()
         model, tokenizer, base = self._model()
         dataset, encode_skipped = self._dataset(convs, tokenizer)
-        skipped = load_skipped + encode_skipped
-        atomic_write_jsonl(self.out / SKIPPED_NAME, skipped)
-        method = self._method()
+        atomic_write_jsonl(self.out / SKIPPED_NAME, load_skipped + encode_skipped)
+        skipped = {"load": len(load_skipped), "encode": len(encode_skipped)}
         self._write_manifest(base, method, len(convs), len(dataset), skipped)
         trainer = self._trainer(model, tokenizer, dataset, method)
         output = trainer.train(resume_from_checkpoint=self._last_checkpoint())
-        return self._finish(trainer, output, base, len(dataset), len(skipped))
+        return self._finish(trainer, output, base, len(dataset), skipped)
 
     # ----------------------------------------------------------------- stages
 
@@ -257,11 +259,7 @@ class _Run:
                 "fingerprint": self.key,
                 "base_model": str(base),
                 "method": {"name": method.name, "options": method.options()},
-                "data": {
-                    "conversations": n_convs,
-                    "encoded": n_encoded,
-                    "skipped": len(skipped),
-                },
+                "data": {"conversations": n_convs, "encoded": n_encoded, "skipped": skipped},
                 "versions": _versions(),
             },
         )
@@ -329,7 +327,7 @@ class _Run:
             logger.info("found checkpoint %s; resuming", last)
         return last
 
-    def _finish(self, trainer, output, base, num_samples, n_skipped) -> TrainResult:
+    def _finish(self, trainer, output, base, num_samples, skipped) -> TrainResult:
         from resure.train.callbacks import save_snapshot
 
         c = self.config
@@ -345,7 +343,7 @@ class _Run:
             base_model=str(base),
             weighting_log=str(self.out / LOG_NAME),
             num_samples=num_samples,
-            skipped=n_skipped,
+            skipped=skipped,
             steps=trainer.state.global_step,
             train_runtime=float(output.metrics.get("train_runtime", 0.0)),
             snapshots=snapshots,
