@@ -36,6 +36,12 @@ class WeightingLogCallback(TrainerCallback):
     Resuming: at the start of training every line with a step beyond the resumed step is
     removed (they were written after the checkpoint, and will be written again), so the
     log of a resumed run matches that of an uninterrupted one.
+
+    Notes:
+        The Trainer does not checkpoint its running loss sum; when ``checkpoint_steps`` is
+        not a multiple of ``logging_steps``, the first line after a resume averages
+        ``loss`` over the resumed steps only (the weighting figures are checkpointed and
+        stay exact).
     """
 
     def __init__(self, path: str | os.PathLike, trainer: WeightedTrainer):
