@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (openai)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per batch (hf)")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per batch (hf)")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float,
                    help="sampling temperature for every item (default: the suite's)")
