@@ -22,6 +22,8 @@ class Judge(ABC):
     name: ClassVar[str] = ""
     #: False for judges that score reference turns without generated answers.
     needs_answers: ClassVar[bool] = True
+    #: False for judges whose score is a cost (``reference_nll``); reports flip its sign.
+    higher_is_better: ClassVar[bool] = True
 
     @abstractmethod
     def judge(
