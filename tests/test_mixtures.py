@@ -136,6 +136,23 @@ def test_pool_is_prefix_stable_and_keeps_source_shares():
     assert [c.id for c in other] != [c.id for c in big]
 
 
+def test_fit_is_applied_lazily_and_keeps_prefix_stability():
+    sources = {"a": [dialogue(i, turns=1 + i % 3) for i in range(200)]}
+    calls = []
+
+    def fit(conv):
+        calls.append(conv.id)
+        return trim_dialogue(conv, 1) if conv.num_assistant_turns >= 2 else None
+
+    pool = draw_pool(sources, [("a", 1.0)], 20, seed=1, fit=fit)
+    assert len(pool) == 20 and all(c.num_assistant_turns == 1 for c in pool)
+    assert len(calls) < 60  # stops once 20 usable dialogues were found
+    smaller = draw_pool(sources, [("a", 1.0)], 8, seed=1, fit=fit)
+    assert [c.id for c in smaller] == [c.id for c in pool[:8]]
+    with pytest.raises(ValueError, match=r"has 133 usable dialogues \(of 200\)"):
+        draw_pool(sources, [("a", 1.0)], 150, seed=1, fit=fit)
+
+
 def test_nested_subsets_share_their_corruptions():
     pool = draw_pool({"a": pool_of(500)}, [("a", 1.0)], 128, seed=0)
     corrupted = corrupt(pool, 0.3, ALL_KINDS, seed=0).conversations
@@ -146,8 +163,8 @@ def test_nested_subsets_share_their_corruptions():
 
 
 def test_too_small_source_and_pool_are_refused():
-    with pytest.raises(ValueError, match=r"source 'a' has 3 usable dialogues; the mixture "
-                                         r"needs 10 of a pool of 10"):
+    with pytest.raises(ValueError, match=r"source 'a' has 3 usable dialogues \(of 3\); the "
+                                         r"mixture needs 10 of a pool of 10"):
         draw_pool({"a": pool_of(3)}, [("a", 1.0)], 10, seed=0)
     with pytest.raises(ValueError, match=r"size 20 exceeds the pool of 10"):
         nested_subsets(pool_of(10), [5, 20])

@@ -269,10 +269,10 @@ class _Table:
     def done(self) -> None:
         for name in self.data:
             close = difflib.get_close_matches(name, self.known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             self.fail(
                 self.path(name),
-                f"unknown key{hint} Allowed keys: {', '.join(sorted(self.known))}",
+                f"unknown key.{hint} Allowed keys: {', '.join(sorted(self.known))}",
             )
 
 
@@ -306,8 +306,8 @@ def _check_choice(table: _Table, key: str, value: str, allowed) -> None:
     if value in allowed:
         return
     close = difflib.get_close_matches(value, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    table.fail(key, f"unknown value {value!r}{hint} Allowed: {', '.join(allowed)}")
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    table.fail(key, f"unknown value {value!r}.{hint} Allowed: {', '.join(allowed)}")
 
 
 # --------------------------------------------------------------------------------------
@@ -657,8 +657,8 @@ def _check_train_keys(config: SweepConfig, file: str) -> None:
     for key in config.train:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            _fail(file, f"train.{key}", f"unknown key{hint} Allowed keys: {', '.join(allowed)}")
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            _fail(file, f"train.{key}", f"unknown key.{hint} Allowed keys: {', '.join(allowed)}")
     try:
         TrainConfig(model="check", output_dir="check", save_at_samples=list(config.sizes),
                     **{**TRAIN_DEFAULTS, **train_settings(config)})
@@ -680,8 +680,8 @@ def _check_registered_name(file: str, key: str, name: str, registry) -> None:
         return
     known = registry.names()
     close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    _fail(file, key, f"unknown {registry.kind} {name!r}{hint} Allowed: {', '.join(known)}")
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    _fail(file, key, f"unknown {registry.kind} {name!r}.{hint} Allowed: {', '.join(known)}")
 
 
 def eval_registries():

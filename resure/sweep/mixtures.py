@@ -45,7 +45,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -168,36 +168,47 @@ def draw_pool(
     shares: Sequence[tuple[str, float]],
     size: int,
     seed: int,
+    fit: Callable[[Conversation], Conversation | None] | None = None,
 ) -> list[Conversation]:
     """``size`` dialogues drawn from ``sources`` in the given ``(source, share)`` shares.
 
-    Each source is permuted with a seed derived from ``seed`` and the source name; the
+    Each source is permuted with a seed derived from ``seed`` and the source name and
+    read in that order; ``fit`` (if given) maps each dialogue to the form it is trained
+    in, or to None to pass over it (e.g. too short, or too long for the model). The
     pool's position ``i`` takes the next dialogue of the source furthest below its share
     of ``i + 1``. The result is prefix-stable: ``draw_pool(.., n, s)`` is the first ``n``
-    of ``draw_pool(.., m, s)`` for ``m >= n``.
+    of ``draw_pool(.., m, s)`` for ``m >= n``. Only as many dialogues as needed are
+    passed to ``fit``.
 
     Raises:
-        ValueError: a source holds fewer dialogues than its share of ``size``.
+        ValueError: a source holds fewer usable dialogues than its share of ``size``.
     """
     names = [name for name, _ in shares]
     weights = [w for _, w in shares]
-    need = allocate(size, weights)
-    orders = {}
-    for name, n in zip(names, need, strict=True):
+    need = dict(zip(names, allocate(size, weights), strict=True))
+    taken_by_source = {}
+    for name in names:
         convs = sources[name]
-        if len(convs) < n:
-            raise ValueError(
-                f"source {name!r} has {len(convs)} usable dialogues; the mixture needs {n} "
-                f"of a pool of {size}"
-            )
         rng = np.random.default_rng(seed_for("pool", seed, name))
-        orders[name] = [convs[i] for i in rng.permutation(len(convs))]
+        kept: list[Conversation] = []
+        for i in rng.permutation(len(convs)):
+            if len(kept) == need[name]:
+                break
+            conv = convs[i] if fit is None else fit(convs[i])
+            if conv is not None:
+                kept.append(conv)
+        if len(kept) < need[name]:
+            raise ValueError(
+                f"source {name!r} has {len(kept)} usable dialogues (of {len(convs)}); the "
+                f"mixture needs {need[name]} of a pool of {size}"
+            )
+        taken_by_source[name] = kept
     taken = [0] * len(names)
     pool = []
     for i in range(size):
         # The source furthest below its share of i + 1 goes next (ties: listed order).
         j = max(range(len(names)), key=lambda s: (weights[s] * (i + 1) - taken[s], -s))
-        pool.append(orders[names[j]][taken[j]])
+        pool.append(taken_by_source[names[j]][taken[j]])
         taken[j] += 1
     return pool
 

@@ -36,15 +36,25 @@ BASE_LABEL = "base"
 
 @dataclass(frozen=True)
 class DataJob:
-    """The corrupted pool of one (mixture, data seed)."""
+    """The corrupted pool of one (model, mixture, data seed).
 
+    The model matters only through its tokenizer: dialogues are cut to the assistant
+    turns that fit in ``max_length`` tokens before the pool is drawn and corrupted, so
+    that every dialogue of the pool is trained on, and the corrupted share is the share
+    of trained turns.
+    """
+
+    model: ModelSpec
     mixture: MixtureSpec
     data_seed: int
     pool_size: int
+    max_length: int | None
     data: dict[str, Any]  # DataSpec fields except the seed
 
     def identity(self) -> dict[str, Any]:
         return {
+            "tokenizer": self.model.name,
+            "max_length": self.max_length,
             "mixture": self.mixture.identity(),
             "data_seed": self.data_seed,
             "pool_size": self.pool_size,
@@ -57,7 +67,7 @@ class DataJob:
 
     @property
     def dirname(self) -> str:
-        return f"{self.mixture.label}.d{self.data_seed}-{self.hash}"
+        return f"{self.model.label}.{self.mixture.label}.d{self.data_seed}-{self.hash}"
 
 
 @dataclass(frozen=True)
@@ -168,19 +178,27 @@ def expand(config: SweepConfig) -> Plan:
     data_fields = {k: v for k, v in dataclasses.asdict(config.data).items() if k != "seed"}
     pool_size = max(config.sizes)
     train = train_settings(config)
-    jobs: dict[tuple[str, int], DataJob] = {}
+    max_length = train.get("max_length", _train_default("max_length"))
+    jobs: dict[tuple[str, str, int], DataJob] = {}
     passes = []
     runs = []
     for model in config.models:
         for mixture in config.mixtures:
             for seed in config.seeds:
                 data_seed = seed if config.data.seed is None else config.data.seed
-                key = (mixture.label, data_seed)
+                key = (model.label, mixture.label, data_seed)
                 if key not in jobs:
-                    jobs[key] = DataJob(mixture, data_seed, pool_size, data_fields)
+                    jobs[key] = DataJob(model, mixture, data_seed, pool_size, max_length,
+                                        data_fields)
                 for method in config.methods:
                     p = TrainPass(model, method, jobs[key], seed, config.sizes, train)
                     passes.append(p)
                     runs.extend(Run(model, n, p) for n in config.sizes)
     base = tuple(Run(m, 0) for m in config.models) if config.include_base else ()
     return Plan(tuple(jobs.values()), tuple(passes), base, tuple(runs))
+
+
+def _train_default(name: str) -> Any:
+    from resure.train import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)

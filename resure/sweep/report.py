@@ -286,9 +286,18 @@ def render_report(sweep: Sweep, tables: dict[str, pd.DataFrame],
     lines += _weighting_lines(tables["weighting"], figures, rel)
     lines += _data_lines(tables["data"])
     lines += _failure_lines(tables)
-    lines += ["", "Column definitions: see the docstring of `resure/sweep/report.py` and the "
-              "README.", ""]
+    lines += ["", "## Columns of the CSV files", "", _columns_doc(), ""]
     return "\n".join(lines)
+
+
+def _columns_doc() -> str:
+    """The "Files" part of this module's docstring, as Markdown."""
+    text = __doc__.split("Files (", 1)[1]
+    lines = ("Files (" + text).strip().splitlines()
+    # Each file's entry starts at column 0: make it a list item; its indented lines
+    # continue the item.
+    items = [f"- {line}" if line.startswith("``") else line for line in lines]
+    return "\n".join(items).replace("``", "`")
 
 
 def _setup_lines(sweep: Sweep) -> list[str]:

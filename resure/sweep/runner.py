@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("resure", "torch", "transformers", "peft", "accelerate", "numpy",
                       "scipy", "pandas", "sentence-transformers", "vllm", "openai")
 #: TrainConfig defaults the sweep applies unless [train] sets them.
-TRAIN_DEFAULTS = {"policy": "skip", "logging_steps": 1, "progress": False}
+#: (Every pool dialogue fits max_length, so an encoding failure is an error.)
+TRAIN_DEFAULTS = {"policy": "error", "logging_steps": 1, "progress": False}
 SUITE_SUBSET_SEED = 0
 
 
@@ -351,9 +352,11 @@ class Sweep:
 
     def _do_prepare(self, job: DataJob) -> dict[str, Any]:
         from resure.data import save_conversations
+        from resure.models import load_tokenizer
         from resure.sweep.data import prepare_pool
 
-        pool, stats = prepare_pool(job, self.config.sizes)
+        tokenizer = load_tokenizer(self._model_path(job.model.name))
+        pool, stats = prepare_pool(job, self.config.sizes, tokenizer)
         directory = self.work / "data" / job.dirname
         save_conversations(directory / "pool.jsonl", pool)
         atomic_write_json(self.results / "data" / f"{job.dirname}.json", stats)
