@@ -60,12 +60,16 @@ def plot_curves(curves: pd.DataFrame, out_dir: Path, mixtures: Sequence[str]) ->
 
 def _curve_panel(ax, g: pd.DataFrame, mixture: str) -> None:
     multi_model = g["model"].nunique() > 1
-    for (model, method), line in g.groupby(["model", "method"], sort=True):
+    lines = list(g.groupby(["model", "method"], sort=True))
+    for k, ((model, method), line) in enumerate(lines):
         line = line.sort_values("size")
         label = f"{model}/{method}" if multi_model else method
         yerr = line["sem"].fillna(0).to_numpy()
-        ax.errorbar(line["size"], line["mean"], yerr=yerr, marker="o", ms=3, capsize=3,
-                    label=label)
+        # Lines are shifted apart a little (a few percent, on the log-like axis) so that
+        # overlapping methods and their error bars stay visible.
+        dodge = 1 + 0.04 * (k - (len(lines) - 1) / 2)
+        ax.errorbar(line["size"] * dodge, line["mean"], yerr=yerr, marker="o", ms=3,
+                    capsize=3, label=label)
     sizes = sorted(g["size"].unique())
     positive = [s for s in sizes if s > 0]
     if positive:

@@ -106,7 +106,7 @@ class SweepStatus:
 
     runs: list[dict[str, Any]]
     todo: list[Task]
-    done: int
+    done: int  # stages done, or not needed since everything after them is done
     estimate_s: float
     notes: list[str] = field(default_factory=list)
 
@@ -142,20 +142,19 @@ class Sweep:
         """Runs, their stages' state and the estimated time left; runs nothing."""
         groups = self.tasks()
         rates = measured_rates(find_markers(self.results) + find_markers(self.work))
-        todo, done = [], 0
-        seen: set[Path] = set()
+        todo: list[Task] = []
+        queued: set[Path] = set()
+        every: set[Path] = set()
         for g in groups:
-            # A pool shared by several passes is prepared once.
-            g.upstream = [t for t in g.upstream if t.stage.marker_path not in seen]
-            seen.update(t.stage.marker_path for t in g.upstream)
+            every.update(t.stage.marker_path for t in [*g.upstream, *g.downstream])
             down = [t for t in g.downstream if not t.stage.is_done()]
-            done += len(g.downstream) - len(down)
-            if down:
-                up = [t for t in g.upstream if not t.stage.is_done()]
-                done += len(g.upstream) - len(up)
-                todo.extend(up + down)
-            else:
-                done += len(g.upstream)
+            # Data and training are needed only while some run of the pass is unjudged.
+            need = [t for t in g.upstream if not t.stage.is_done()] + down if down else []
+            for t in need:
+                if t.stage.marker_path not in queued:  # a pool shared by several passes
+                    queued.add(t.stage.marker_path)
+                    todo.append(t)
+        done = len(every) - len(queued)
         agg = self.aggregate_task()
         if not agg.stage.is_done():
             todo.append(agg)
@@ -284,7 +283,7 @@ class Sweep:
             if t.stage.kind.startswith("judge")
         )
         inputs = {"judgments": judged, "analysis": dataclasses.asdict(self.config.analysis),
-                  "config": stable_hash(self.config.to_dict(), 64)}
+                  "config": stable_hash(self.config.to_dict(), 64), "code": _report_code()}
         stage = Stage("aggregate", self.results, "aggregate", inputs,
                       ("leaderboard.csv", "report.md"))
         return Task(stage, self._do_aggregate, "aggregate")
@@ -614,6 +613,15 @@ def _generation_failures(items, missing: dict[Any, str], model: str, judge: str)
     ]
 
 
+def _report_code() -> str:
+    """Hash of the modules that write the tables and plots: the aggregate stage is cheap,
+    so a change to them redoes it."""
+    from resure.sweep import analysis, plots, report
+
+    return stable_hash([Path(m.__file__).read_text(encoding="utf-8")
+                        for m in (analysis, plots, report)], 64)
+
+
 def git_commit() -> dict[str, Any]:
     """The commit of the resure checkout and whether it has uncommitted changes."""
     root = Path(__file__).resolve().parents[2]
@@ -649,7 +657,9 @@ def summarize_status(status: SweepStatus) -> str:
         kinds[t.stage.kind.split(":")[0]] = kinds.get(t.stage.kind.split(":")[0], 0) + 1
     left = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
     lines.append(f"{len(status.runs)} runs; stages done: {status.done}; left: {left}")
-    lines.append(f"estimated time left: {_duration(status.estimate_s)}")
+    lines.append(f"estimated time left: {_duration(status.estimate_s)} (measured stage times "
+                 "of this results folder where there are some, else figures measured on "
+                 "2 CPU cores with SmolLM2-135M)")
     lines.extend(status.notes)
     return "\n".join(lines)
 

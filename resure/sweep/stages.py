@@ -111,19 +111,21 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-#: Seconds per unit when no stage of a kind has been measured yet, from figures measured
-#: on 2 CPU cores with SmolLM2-135M: a LoRA step on 4 dialogues x 128 tokens takes about
-#: 3 s (0.75 s per sample, units: samples); generation runs at about 45 new tokens/s
-#: batched (units: turns x max_new_tokens); the reference judges take well under a second
-#: per turn once loaded (units: judged turns); an LLM judge behind an API about 2 s per
-#: turn. The part of a kind before ":" selects the family when the full kind is missing.
+#: Seconds per unit when no stage of a kind has been measured yet, measured with
+#: SmolLM2-135M on 2 CPU cores (bench/default.toml): a training pass takes about 0.42 s
+#: per sample, model loading included (units: samples; 16 LoRA steps of 4 x 128 tokens in
+#: 26 s); generation about 0.04 s per new token, loading included (units: turns x
+#: max_new_tokens); the reference-NLL judge about 0.12 s per judged turn (32 held-out
+#: dialogues of 2 turns in 6-7 s); an LLM judge behind an API is guessed at 2 s per turn.
+#: The part of a kind before ":" selects the family when the full kind is missing.
 DEFAULT_SECONDS = {
-    "prepare": 5.0,
-    "train": 0.75,
-    "generate": 1 / 45,
-    "judge": 0.2,
+    "prepare": 2.0,
+    "train": 0.42,
+    "generate": 0.04,
+    "judge": 0.12,
+    "judge:reference_similarity": 0.05,
     "judge:llm": 2.0,
-    "manifest": 0.5,
+    "manifest": 0.2,
     "aggregate": 15.0,
 }
 
