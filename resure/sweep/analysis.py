@@ -19,7 +19,10 @@ Definitions.
     better (``reference_nll``), so that a positive rho always means "improves with data".
     rho: ``scipy.stats.spearmanr`` between the number of training samples and the mean
     quality over items, with one point per (seed, size); size 0 (the base model, shared
-    by every method and mixture) is included when ``include_base`` is true. Items are
+    by every method and mixture) is included when ``include_base`` is true, the default:
+    the untrained model is the natural start of every curve, it is common to all methods
+    so it favours none, and with it rho also says whether fine-tuning on the data helps
+    at all rather than only whether more of it helps more. Items are
     averaged first because the differences between items (some dialogues are much harder
     than others) would otherwise swamp the effect of the data size. The p-value is
     spearmanr's for those few points (sizes x seeds).
