@@ -222,6 +222,11 @@ def test_weights_scale_each_turns_loss(tiny_model_dir, tiny_batch, tmp_path, nor
     assert summary["mean_weight"] == pytest.approx(1.5 / 3)
     assert summary["corrupted"]["seen"] == summary["corrupted"]["down_weighted"] == 1
     assert summary["context_corrupted"]["seen"] == 1
+    by_position = summary["by_position"]
+    assert {k: row["mean_weight"] for k, row in by_position.items()} == {
+        "0": 1.0, "1": 0.5, "2": 0.0}
+    assert [row["seen"] for row in by_position.values()] == [3, 3, 3]
+    assert [row["down_weighted"] for row in by_position.values()] == [0, 3, 3]
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
     assert summary["unweighted_loss"] == pytest.approx(float(plain), rel=1e-5)

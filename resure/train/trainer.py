@@ -56,7 +56,9 @@ class WeightDiagnostics:
     (it does not); ``context_corrupted`` counts the turns whose context holds an earlier
     corrupted turn (a subset that may overlap both). ``mean_loss`` of a group is the mean
     of its turns' mean token losses; ``unweighted_loss`` is the plain mean token loss of
-    all supervised tokens (what uniform weighting would have optimised).
+    all supervised tokens (what uniform weighting would have optimised). ``by_position``
+    gives, per assistant-turn position k (0-based, uncapped), the turns seen, their mean
+    weight and how many were down-weighted.
     """
 
     _GROUPS = ("corrupted", "clean", "context_corrupted")
@@ -71,6 +73,7 @@ class WeightDiagnostics:
         self.token_loss_sum = 0.0
         self.tokens = 0.0
         self.groups = {g: {"seen": 0, "down_weighted": 0, "loss_sum": 0.0} for g in self._GROUPS}
+        self.positions: dict[int, dict[str, float]] = {}
 
     def add(
         self,
@@ -100,6 +103,17 @@ class WeightDiagnostics:
             group["seen"] += int(mask.sum())
             group["down_weighted"] += int((mask & down).sum())
             group["loss_sum"] += float(means[mask].sum())
+        self._add_positions(w, present, down)
+
+    def _add_positions(self, w: torch.Tensor, present: torch.Tensor, down: torch.Tensor) -> None:
+        seen = present.sum(dim=0)  # [K]
+        weight = torch.where(present, w, torch.zeros_like(w)).sum(dim=0)  # [K]
+        lowered = down.sum(dim=0)  # [K]
+        for k in torch.nonzero(seen).flatten().tolist():
+            row = self.positions.setdefault(k, {"seen": 0, "weight_sum": 0.0, "down_weighted": 0})
+            row["seen"] += int(seen[k])
+            row["weight_sum"] += float(weight[k])
+            row["down_weighted"] += int(lowered[k])
 
     def summary(self) -> dict[str, Any]:
         """Means over the present turns seen since the last reset (None when none)."""
@@ -114,6 +128,14 @@ class WeightDiagnostics:
             mean_loss = g["loss_sum"] / g["seen"] if g["seen"] else None
             out[name] = {"seen": g["seen"], "down_weighted": g["down_weighted"],
                          "mean_loss": mean_loss}
+        out["by_position"] = {
+            str(k): {
+                "seen": row["seen"],
+                "mean_weight": row["weight_sum"] / row["seen"],
+                "down_weighted": row["down_weighted"],
+            }
+            for k, row in sorted(self.positions.items())
+        }
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -124,6 +146,7 @@ class WeightDiagnostics:
             "token_loss_sum": self.token_loss_sum,
             "tokens": self.tokens,
             "groups": {name: dict(counts) for name, counts in self.groups.items()},
+            "positions": {str(k): dict(row) for k, row in self.positions.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -133,6 +156,7 @@ class WeightDiagnostics:
         self.token_loss_sum = float(state["token_loss_sum"])
         self.tokens = float(state["tokens"])
         self.groups = {name: dict(state["groups"][name]) for name in self._GROUPS}
+        self.positions = {int(k): dict(row) for k, row in state.get("positions", {}).items()}
 
 
 class WeightedTrainer(Trainer):
