@@ -2,9 +2,11 @@
 
 - :func:`plot_curves`: score against number of training samples, one panel per mixture,
   one line per method (and model), error bars from :func:`~.analysis.curve_table`.
-- :func:`plot_weight_trajectories`: mean weight given to assistant turns at each
-  optimizer step, one panel per mixture, one line per method (seeds averaged), plus the
-  per-position loss statistics the method keeps (ReSURE) when the log holds them.
+- :func:`plot_weight_trajectories`: mean weight given to the assistant turns of each turn
+  position at each logging step, one row per method, one column per mixture, one line per
+  position (seeds averaged).
+- :func:`plot_position_stats`: the per-position loss statistics the method keeps
+  (ReSURE) and its threshold, when the log holds them.
 - :func:`plot_downweighted`: share of corrupted and of clean turns down-weighted (weight
   below 1) over the whole pass, per method and mixture.
 """
@@ -82,26 +84,43 @@ def _curve_panel(ax, g: pd.DataFrame, mixture: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_weight_trajectories(steps: pd.DataFrame, out_dir: Path,
-                             mixtures: Sequence[str]) -> Path | None:
-    """Mean weight per optimizer step (columns of :func:`weighting_steps`)."""
-    if steps.empty:
+def plot_weight_trajectories(weights: pd.DataFrame, out_dir: Path,
+                             mixtures: Sequence[str], max_positions: int = 4) -> Path | None:
+    """Mean weight per turn position over training.
+
+    ``weights`` has columns method, mixture, samples_seen, position, seen, mean_weight
+    (one row per logging step and position). Positions past ``max_positions`` are pooled
+    into the last line, weighted by the number of turns seen.
+    """
+    if weights.empty:
         return None
     plt = _pyplot()
-    present = [m for m in mixtures if m in set(steps["mixture"])]
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4),
-                             sharey=True, squeeze=False)
-    for ax, mixture in zip(axes[0], present, strict=True):
-        g = steps[steps["mixture"] == mixture]
-        for method, line in g.groupby("method", sort=True):
-            mean = line.groupby("samples_seen")["mean_weight"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker=".", label=method)
-        ax.set_title(mixture)
-        ax.set_xlabel("samples seen")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean weight of assistant turns")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle("Weights over training (seeds averaged)")
+    w = weights.assign(position=weights["position"].clip(upper=max_positions - 1))
+    w = w.assign(weight_sum=w["mean_weight"] * w["seen"])
+    methods = sorted(w["method"].unique())
+    present = [m for m in mixtures if m in set(w["mixture"])]
+    fig, axes = plt.subplots(len(methods), len(present),
+                             figsize=(4.2 * len(present), 2.6 * len(methods)),
+                             squeeze=False, sharex=True, sharey=True)
+    for i, method in enumerate(methods):
+        for j, mixture in enumerate(present):
+            ax = axes[i][j]
+            g = w[(w["method"] == method) & (w["mixture"] == mixture)]
+            sums = g.groupby(["position", "samples_seen"])[["weight_sum", "seen"]].sum()
+            for pos, line in sums.groupby(level="position"):
+                line = line.droplevel("position")
+                last = " and later" if pos == max_positions - 1 else ""
+                ax.plot(line.index, line["weight_sum"] / line["seen"], marker=".",
+                        label=f"turn {int(pos) + 1}{last}")
+            ax.set_title(f"{method} / {mixture}", fontsize=9)
+            ax.set_ylim(-0.05, 1.05)
+            ax.grid(alpha=0.3)
+            if j == 0:
+                ax.set_ylabel("mean weight")
+            if i == len(methods) - 1:
+                ax.set_xlabel("samples seen")
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Mean weight per assistant-turn position over training (seeds averaged)")
     path = out_dir / "weights_over_training.png"
     _save(fig, path)
     return path

@@ -74,7 +74,7 @@ def write_outputs(sweep: Sweep) -> dict[str, Any]:
                                     a.confidence_level, a.bootstrap_seed)
     tables["leaderboard"] = leaderboard(spear, tables["curves"])
     tables["corruption_effect"] = corruption_effect(turns, reference_mixture(sweep))
-    steps, positions = weighting_logs(sweep)
+    steps, positions, position_weights = weighting_logs(sweep)
     tables["weighting"] = weighting_shares(steps)
     tables["data"] = data_table(sweep)
     tables["failures"] = failure_table(turns)
@@ -84,7 +84,7 @@ def write_outputs(sweep: Sweep) -> dict[str, Any]:
     plot_dir = out / "plots"
     figures = {
         "curves": plots.plot_curves(tables["curves"], plot_dir, mixtures),
-        "weights": plots.plot_weight_trajectories(steps, plot_dir, mixtures),
+        "weights": plots.plot_weight_trajectories(position_weights, plot_dir, mixtures),
         "positions": plots.plot_position_stats(positions, plot_dir, mixtures),
         "downweighted": plots.plot_downweighted(tables["weighting"], plot_dir, mixtures),
     }
@@ -153,9 +153,10 @@ def corruption_effect(turns: pd.DataFrame, reference: str | None) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns)
 
 
-def weighting_logs(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-step rows and per-(step, position) rows of every planned pass's log."""
-    step_rows, pos_rows = [], []
+def weighting_logs(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Rows of every planned pass's log: per step; per (step, position) loss statistics of
+    the method; per (step, position) mean weight given by the method."""
+    step_rows, pos_rows, weight_rows = [], [], []
     for p in sweep.plan.passes:
         path = sweep.results / "passes" / p.dirname / "weighting_log.jsonl"
         if not path.is_file():
@@ -171,13 +172,17 @@ def weighting_logs(sweep: Sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
                 step[f"{group}_seen"] = g.get("seen", 0)
                 step[f"{group}_down"] = g.get("down_weighted", 0)
             step_rows.append(step)
+            for pos, figures in (row.get("by_position") or {}).items():
+                weight_rows.append({**labels, "samples_seen": row.get("samples_seen"),
+                                    "position": int(pos), "seen": figures.get("seen"),
+                                    "mean_weight": figures.get("mean_weight")})
             for pos, figures in (row.get("positions") or {}).items():
                 if figures.get("loss_above") is None:
                     continue
                 pos_rows.append({**labels, "samples_seen": row.get("samples_seen"),
                                  "position": int(pos), "mean": figures.get("mean"),
                                  "loss_above": figures.get("loss_above")})
-    return pd.DataFrame(step_rows), pd.DataFrame(pos_rows)
+    return pd.DataFrame(step_rows), pd.DataFrame(pos_rows), pd.DataFrame(weight_rows)
 
 
 def weighting_shares(steps: pd.DataFrame) -> pd.DataFrame:
