@@ -107,14 +107,7 @@ class HFBackend(TurnBackend):
         return self._stop_ids
 
     def identity(self) -> dict[str, Any]:
-        from resure.tokenize import chat_template_hash
-
-        return {
-            "backend": self.name,
-            "model": str(self.model_path),
-            "adapter": str(self.adapter) if self.adapter else None,
-            "chat_template_hash": chat_template_hash(self.tokenizer),
-        }
+        return local_identity(self.name, self.model_path, self.adapter, self.tokenizer)
 
     def prompt_text(self, request: TurnRequest) -> str:
         """The rendered chat template for one request, ending with the generation prompt."""
@@ -214,6 +207,21 @@ def batch_seed(seed: int, requests: Sequence[TurnRequest]) -> int:
     that a rerun samples the same text whatever ran before in the process."""
     key = f"{seed}|" + "|".join(f"{r.question_id}:{r.turn}" for r in requests)
     return zlib.crc32(key.encode("utf-8"))
+
+
+def local_identity(
+    backend: str, model_path: Path, adapter: Path | None, tokenizer
+) -> dict[str, Any]:
+    """The identity of a backend running a local model: the directories and a hash of the
+    chat template the prompts were rendered with."""
+    from resure.tokenize import chat_template_hash
+
+    return {
+        "backend": backend,
+        "model": str(model_path),
+        "adapter": str(adapter) if adapter else None,
+        "chat_template_hash": chat_template_hash(tokenizer),
+    }
 
 
 def tokenizer_dir(model_path: Path, adapter: Path | None) -> Path:

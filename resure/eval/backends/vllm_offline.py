@@ -26,7 +26,7 @@ from resure.eval.backends.base import (
     TurnBackend,
     TurnRequest,
 )
-from resure.eval.backends.hf import default_model_id, tokenizer_dir
+from resure.eval.backends.hf import default_model_id, local_identity, tokenizer_dir
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +88,7 @@ class VLLMBackend(TurnBackend):
         return self._engine
 
     def identity(self) -> dict[str, Any]:
-        from resure.tokenize import chat_template_hash
-
-        return {
-            "backend": self.name,
-            "model": str(self.model_path),
-            "adapter": str(self.adapter) if self.adapter else None,
-            "chat_template_hash": chat_template_hash(self.tokenizer),
-        }
+        return local_identity(self.name, self.model_path, self.adapter, self.tokenizer)
 
     def _build_engine(self, max_model_len, gpu_memory_utilization, dtype, options) -> Any:
         vllm = import_vllm()
