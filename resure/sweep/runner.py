@@ -32,14 +32,13 @@ import logging
 import os
 import random
 import shutil
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from resure.io import atomic_path, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from resure.provenance import git_commit, package_versions
 from resure.sweep.config import JudgeUse, SuiteSpec, SweepConfig, eval_registries
 from resure.sweep.plan import DataJob, Plan, Run, TrainPass, expand
 from resure.sweep.stages import (
@@ -428,7 +427,7 @@ class Sweep:
             "train_pass": p.dirname if p else None,
             "config": self.config.to_dict(),
             "git": git_commit(),
-            "versions": package_versions(),
+            "versions": package_versions(VERSIONED_PACKAGES),
             "chat_template_hash": self._template_hash(run.model.name),
         }
 
@@ -620,30 +619,6 @@ def _report_code() -> str:
 
     return stable_hash([Path(m.__file__).read_text(encoding="utf-8")
                         for m in (analysis, plots, report)], 64)
-
-
-def git_commit() -> dict[str, Any]:
-    """The commit of the resure checkout and whether it has uncommitted changes."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": head, "dirty": bool(dirty)}
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def summarize_status(status: SweepStatus) -> str:

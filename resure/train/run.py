@@ -25,12 +25,12 @@ import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from resure.conversation import Conversation
 from resure.io import atomic_write_json, atomic_write_jsonl
+from resure.provenance import package_versions
 from resure.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,8 @@ class _Run:
                 "base_model": str(base),
                 "method": {"name": method.name, "options": method.options()},
                 "data": {"conversations": n_convs, "encoded": n_encoded, "skipped": skipped},
-                "versions": _versions(),
+                "versions": {**package_versions(_VERSIONED),
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
             },
         )
 
@@ -359,14 +360,3 @@ class _Run:
             result.steps, num_samples, result.train_runtime, result.model_dir,
         )
         return result
-
-
-def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for name in _VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    found["time"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return found
