@@ -58,13 +58,21 @@ def atomic_write_jsonl(target: str | os.PathLike, rows: Iterable[dict[str, Any]]
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a JSONL file; a bad line raises ``ValueError`` naming file and line."""
-    rows = []
+    return [row for _, row in read_numbered_jsonl(path)]
+
+
+def read_numbered_jsonl(
+    path: str | os.PathLike, error: type[ValueError] = ValueError
+) -> list[tuple[int, Any]]:
+    """``(line number, parsed value)`` of each non-blank line of a JSONL file, for readers
+    whose own checks name the line; bad JSON raises ``error`` naming file and line."""
+    records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                records.append((lineno, json.loads(line)))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-    return rows
+                raise error(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+    return records

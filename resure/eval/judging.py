@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from resure.eval.types import Answer, EvalItem, Judgment
-from resure.io import atomic_write_jsonl
+from resure.io import atomic_write_jsonl, read_numbered_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -54,29 +54,23 @@ def read_answers(paths: Iterable[str | Path]) -> list[Answer]:
     answers: list[Answer] = []
     seen: dict[tuple[str, Any], str] = {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                answer = _answer_from_line(line, where)
-                key = (answer.model_id, answer.question_id)
-                if key in seen:
-                    raise ValueError(
-                        f"{where}: second answer of model {answer.model_id!r} to question "
-                        f"{answer.question_id} (first at {seen[key]})"
-                    )
-                seen[key] = where
-                answers.append(answer)
+        for lineno, row in read_numbered_jsonl(path):
+            where = f"{path}:{lineno}"
+            answer = _answer_from_row(row, where)
+            key = (answer.model_id, answer.question_id)
+            if key in seen:
+                raise ValueError(
+                    f"{where}: second answer of model {answer.model_id!r} to question "
+                    f"{answer.question_id} (first at {seen[key]})"
+                )
+            seen[key] = where
+            answers.append(answer)
     return answers
 
 
-def _answer_from_line(line: str, where: str) -> Answer:
+def _answer_from_row(row: Any, where: str) -> Answer:
     try:
-        row = json.loads(line)
         answer = Answer.from_fastchat(row)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: invalid JSON ({e.msg})") from e
     except (KeyError, IndexError, TypeError) as e:
         raise ValueError(
             f"{where}: not a model-answer row (needs question_id, model_id, choices[0].turns;"
@@ -171,18 +165,8 @@ def _score_and_failure(row: dict[str, Any]) -> tuple[float | None, str | None]:
 
 def read_judgments(path: str | Path) -> list[Judgment]:
     """Judgments of a judgment JSONL file (ours or FastChat's)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from e
-            out.append(judgment_from_row(row, where))
-    return out
+    return [judgment_from_row(row, f"{path}:{lineno}")
+            for lineno, row in read_numbered_jsonl(path)]
 
 
 def write_judgments(path: str | Path, judgments: Iterable[Judgment]) -> None:

@@ -10,11 +10,11 @@ set by :mod:`resure.eval.suites.mt_bench`. Every other item is graded with
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from resure.eval.types import Answer, EvalItem
+from resure.io import read_numbered_jsonl
 
 REQUIRED_FIELDS = ("name", "type", "system_prompt", "prompt_template", "output_format")
 
@@ -72,21 +72,14 @@ def load_judge_prompts(path: str | Path) -> dict[str, JudgePrompt]:
         ValueError: naming the file and line of a row that is not JSON or lacks a field.
     """
     prompts = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            missing = [k for k in REQUIRED_FIELDS if not isinstance(row.get(k), str)]
-            if missing:
-                raise ValueError(
-                    f"{path}:{lineno}: judge prompt lacks string field(s) {', '.join(missing)}"
-                )
-            fields = {k: row[k] for k in REQUIRED_FIELDS}
-            prompts[row["name"]] = JudgePrompt(**fields, category=row.get("category", "general"))
+    for lineno, row in read_numbered_jsonl(path):
+        missing = [k for k in REQUIRED_FIELDS if not isinstance(row.get(k), str)]
+        if missing:
+            raise ValueError(
+                f"{path}:{lineno}: judge prompt lacks string field(s) {', '.join(missing)}"
+            )
+        fields = {k: row[k] for k in REQUIRED_FIELDS}
+        prompts[row["name"]] = JudgePrompt(**fields, category=row.get("category", "general"))
     return prompts
 
 

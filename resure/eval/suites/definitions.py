@@ -17,7 +17,6 @@ Notes:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tomllib
@@ -28,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from resure.io import atomic_path
+from resure.io import atomic_path, read_numbered_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -188,17 +187,9 @@ def download_files(definition: SuiteDefinition, directory: Path) -> list[Path]:
 
 
 def read_jsonl_records(path: Path) -> list[tuple[int, Any]]:
-    """``(line number, parsed value)`` for each non-blank line; bad JSON names the line."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise SuiteDataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-    return records
+    """``(line number, parsed value)`` for each non-blank line; bad JSON raises
+    :class:`SuiteDataError` naming the line."""
+    return read_numbered_jsonl(path, error=SuiteDataError)
 
 
 def check_count(definition: SuiteDefinition, path: Path, n: int) -> None:
