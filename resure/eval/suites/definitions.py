@@ -22,11 +22,13 @@ import os
 import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from resure.eval.types import EvalItem
 from resure.io import atomic_path, read_numbered_jsonl
 
 logger = logging.getLogger(__name__)
@@ -190,6 +192,41 @@ def read_jsonl_records(path: Path) -> list[tuple[int, Any]]:
     """``(line number, parsed value)`` for each non-blank line; bad JSON raises
     :class:`SuiteDataError` naming the line."""
     return read_numbered_jsonl(path, error=SuiteDataError)
+
+
+def split_rounds(
+    where: str, rounds: Any, field: str, keys: tuple[str, str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The two texts of each round of a dialogue, e.g. ``keys=("user", "bot")`` gives
+    ``(user turns, bot turns)``; ``field`` (the rounds' key) and ``where`` (file:line)
+    name the record in errors.
+
+    Raises:
+        SuiteDataError: ``rounds`` is not a non-empty list of objects holding a non-empty
+            string under each key.
+    """
+    if not isinstance(rounds, list) or not rounds:
+        raise SuiteDataError(f"{where}: {field!r} must be a non-empty list of rounds")
+    first, second = [], []
+    for k, turn in enumerate(rounds):
+        if not isinstance(turn, dict):
+            raise SuiteDataError(
+                f"{where}: round {k} must be an object with {keys[0]!r} and {keys[1]!r}"
+            )
+        for key, out in zip(keys, (first, second), strict=True):
+            text = turn.get(key)
+            if not isinstance(text, str) or not text.strip():
+                raise SuiteDataError(f"{where}: round {k} needs a non-empty string {key!r}")
+            out.append(text)
+    return tuple(first), tuple(second)
+
+
+def check_unique_ids(items: Sequence[EvalItem], path: Path) -> None:
+    """Refuse a file in which a question id appears more than once, listing those ids."""
+    ids = [item.question_id for item in items]
+    duplicates = sorted({q for q in ids if ids.count(q) > 1})
+    if duplicates:
+        raise SuiteDataError(f"{path}: question ids appear more than once: {duplicates}")
 
 
 def check_count(definition: SuiteDefinition, path: Path, n: int) -> None:

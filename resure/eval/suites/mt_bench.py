@@ -27,6 +27,7 @@ from resure.eval.suites.definitions import (
     SuiteDataError,
     SuiteDefinition,
     check_count,
+    check_unique_ids,
     load_definition,
     locate_files,
     read_jsonl_records,
@@ -100,7 +101,7 @@ class MTBench(Suite):
                     },
                 )
             )
-        _check_unique(items, files[QUESTIONS])
+        check_unique_ids(items, files[QUESTIONS])
         check_count(self.definition, files[QUESTIONS], len(items))
         logger.info("%s: %d questions from %s", NAME, len(items), files[QUESTIONS])
         return items
@@ -154,13 +155,6 @@ def _check_question(row: Any, where: str) -> None:
     turns = row.get("turns")
     if not (isinstance(turns, list) and len(turns) == 2 and all(isinstance(t, str) for t in turns)):
         raise SuiteDataError(f"{where}: question {qid}: turns must be two strings")
-
-
-def _check_unique(items: list[EvalItem], path: Path) -> None:
-    ids = [item.question_id for item in items]
-    duplicates = sorted({q for q in ids if ids.count(q) > 1})
-    if duplicates:
-        raise SuiteDataError(f"{path}: question ids appear more than once: {duplicates}")
 
 
 def _read_references(path: Path) -> dict[int, tuple[str, ...]]:

@@ -35,6 +35,7 @@ from resure.eval.suites.definitions import (
     load_definition,
     locate_files,
     read_jsonl_records,
+    split_rounds,
 )
 from resure.eval.types import EvalItem, Judgment
 
@@ -121,7 +122,7 @@ class MTBench101(Suite):
             )
         if not isinstance(rec.get("id"), int):
             raise SuiteDataError(f"{where}: 'id' must be an integer, got {rec.get('id')!r}")
-        users, bots = _history(where, rec.get("history"))
+        users, bots = split_rounds(where, rec.get("history"), "history", ("user", "bot"))
         spec = self.tasks[task]
         return EvalItem(
             suite=NAME,
@@ -154,21 +155,6 @@ class MTBench101(Suite):
             rng = random.Random(f"{self.seed}:{task}")
             keep.update(item.question_id for item in rng.sample(group, n))
         return [item for item in items if item.question_id in keep]
-
-
-def _history(where: str, history: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if not isinstance(history, list) or not history:
-        raise SuiteDataError(f"{where}: 'history' must be a non-empty list of rounds")
-    users, bots = [], []
-    for k, turn in enumerate(history):
-        if not isinstance(turn, dict):
-            raise SuiteDataError(f"{where}: round {k} must be an object with 'user' and 'bot'")
-        for key, out in (("user", users), ("bot", bots)):
-            text = turn.get(key)
-            if not isinstance(text, str) or not text.strip():
-                raise SuiteDataError(f"{where}: round {k} needs a non-empty string {key!r}")
-            out.append(text)
-    return tuple(users), tuple(bots)
 
 
 def _check_unique(path: Path, items: Sequence[EvalItem]) -> None:

@@ -20,9 +20,11 @@ from resure.eval.suites.base import SUITES, Suite
 from resure.eval.suites.definitions import (
     SuiteDataError,
     check_count,
+    check_unique_ids,
     load_definition,
     locate_files,
     read_jsonl_records,
+    split_rounds,
 )
 from resure.eval.types import EvalItem
 
@@ -49,10 +51,7 @@ class MTEvalFollowup(Suite):
     def load(self, data_dir: str | Path | None = None) -> list[EvalItem]:
         path = locate_files(self.definition, data_dir, self.download)[FILE]
         items = [self._item(path, lineno, rec) for lineno, rec in read_jsonl_records(path)]
-        ids = [item.question_id for item in items]
-        duplicates = sorted({q for q in ids if ids.count(q) > 1})
-        if duplicates:
-            raise SuiteDataError(f"{path}: question ids appear more than once: {duplicates}")
+        check_unique_ids(items, path)
         check_count(self.definition, path, len(items))
         logger.info("%s: %d conversations from %s", NAME, len(items), path)
         return items
@@ -67,21 +66,13 @@ class MTEvalFollowup(Suite):
         if not isinstance(category, str):
             raise SuiteDataError(f"{where}: 'category' must be a string")
         conversation = rec.get("conversation")
-        if not isinstance(conversation, list) or not conversation:
-            raise SuiteDataError(f"{where}: 'conversation' must be a non-empty list of rounds")
-        users, refs = [], []
-        for k, turn in enumerate(conversation):
-            for key, out in (("user", users), ("sys", refs)):
-                text = turn.get(key) if isinstance(turn, dict) else None
-                if not isinstance(text, str) or not text.strip():
-                    raise SuiteDataError(f"{where}: round {k} needs a non-empty string {key!r}")
-                out.append(text)
+        users, refs = split_rounds(where, conversation, "conversation", ("user", "sys"))
         return EvalItem(
             suite=NAME,
             question_id=qid,
             category=category,
-            turns=tuple(users),
-            reference=tuple(refs),
+            turns=users,
+            reference=refs,
             history="own",
             temperature=self.definition.temperature,
             meta={"turn_ids": [t.get("id") for t in conversation]},
