@@ -17,6 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from resure.cli.suite_args import add_suite_arguments, suite_options
+
 logger = logging.getLogger(__name__)
 
 BACKEND_CHOICES = ("hf", "vllm", "openai")
@@ -28,12 +30,7 @@ def register(sub) -> None:
         help="generate answers to a suite's items (FastChat model-answer JSONL)",
         description="Generate answers to a benchmark suite with a model (and adapter).",
     )
-    p.add_argument("--suite", required=True, help="suite name, e.g. mt_bench_101")
-    p.add_argument("--data-dir", help="directory of the suite's files (else its env var)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch missing suite files from their public URLs (needs network)")
-    p.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="suite option, e.g. limit_per_task=5 or max_turns=4 (repeatable)")
+    add_suite_arguments(p)
     p.add_argument("--limit", type=int, help="answer only this many items (seeded subset)")
     p.add_argument("--model", required=True,
                    help="model directory or known name; for --backend openai the server's "
@@ -64,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from resure.eval.suites import SuiteDataError, get_suite
 
     _check_options(args)
-    suite_options = parse_options(args.suite_option)
-    if args.download:
-        suite_options["download"] = True
     try:
-        suite = get_suite(args.suite, **suite_options)
+        suite = get_suite(args.suite, **suite_options(args))
     except TypeError as e:
         raise SystemExit(f"--suite-option: suite {args.suite!r} refuses these options: {e}") from e
     try:
@@ -109,24 +103,3 @@ def _backend_options(args: argparse.Namespace) -> dict:
         return {**common, "adapter": args.adapter}
     return {**common, "base_url": args.base_url, "api_key_env": args.api_key_env,
             "concurrency": args.concurrency}
-
-
-def parse_options(pairs: list[str]) -> dict:
-    """``["limit_per_task=5", "tasks=x"]`` -> ``{"limit_per_task": 5, "tasks": "x"}``
-    (integers and floats converted)."""
-    options: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--suite-option {pair!r}: expected KEY=VALUE")
-        options[key.replace("-", "_")] = _number(value)
-    return options
-
-
-def _number(value: str):
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from resure.cli.suite_args import add_suite_arguments, suite_options
+
 logger = logging.getLogger(__name__)
 
 # Flags that only the llm judge reads, with their defaults for it.
@@ -29,12 +31,7 @@ def register(sub) -> None:
         "judgment JSONL with a failure column. Prints how many turns were judged, "
         "failed (by reason) and served from the cache.",
     )
-    p.add_argument("--suite", required=True, help="suite name, e.g. mt_bench")
-    p.add_argument("--data-dir", help="the suite's data directory (else its env variable)")
-    p.add_argument("--download", action="store_true",
-                   help="fetch missing suite files from their public URLs (needs network)")
-    p.add_argument("--suite-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="suite option, as given to resure generate (repeatable)")
+    add_suite_arguments(p)
     p.add_argument("--answers", nargs="+", default=[], metavar="FILE",
                    help="FastChat model-answer JSONL file(s)")
     p.add_argument("--judge", default="llm", help="llm, reference_similarity, reference_nll")
@@ -62,9 +59,6 @@ def run(args: argparse.Namespace) -> int:
     # One line per request from the HTTP library would drown the counts.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    suite_options = dict(_parse_option(o, "--suite-option") for o in args.suite_option)
-    if args.download:
-        suite_options["download"] = True
     try:
         summary = run_judging(
             suite=args.suite,
@@ -73,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             judge=args.judge,
             judge_options=judge_options(args),
             output=args.output,
-            suite_options=suite_options,
+            suite_options=suite_options(args),
         )
     except (ValueError, FileNotFoundError) as e:  # bad data or options: the message says which
         raise SystemExit(f"resure judge: {e}") from e
