@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
+from serve import free_port, transformers_serve
 
 from resure.eval.backends import GenerationError, SamplingParams, get_backend
 from resure.eval.backends.hf import HFBackend
@@ -24,47 +18,12 @@ ITEMS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(lively_model_dir):
+def server(lively_model_dir, tmp_path_factory):
     """``transformers serve`` with the lively tiny model; yields the base URL."""
-    from openai import OpenAI
-
-    port = free_port()
-    cli = Path(sys.executable).parent / "transformers"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-         "warning", str(lively_model_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        client = OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=5)
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited: {proc.stderr.read()[-2000:]}")
-            try:
-                client.models.list()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail("transformers serve did not answer /v1/models within 120 s")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with transformers_serve(lively_model_dir,
+                            tmp_path_factory.mktemp("serve") / "serve.log") as served:
+        yield served.base_url
 
 
 @pytest.fixture

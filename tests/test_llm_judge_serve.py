@@ -7,17 +7,10 @@ and that a warm cache serves the rerun.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from serve import transformers_serve
 
 from resure.eval.judges.llm import LLMJudge
 from resure.eval.suites.mt_bench import MTBench
@@ -25,57 +18,13 @@ from resure.eval.types import Answer, EvalItem
 
 pytestmark = pytest.mark.integration
 
-STARTUP_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_models(base_url: str, proc: subprocess.Popen, log: Path) -> list[str]:
-    """Poll GET /v1/models until the server answers; fail early if it exits."""
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/models", timeout=2) as r:
-                return [m["id"] for m in json.load(r)["data"]]
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"transformers serve did not answer within {STARTUP_TIMEOUT_S} s")
-
 
 @pytest.fixture(scope="module")
 def served_smollm2(smollm2_dir, tmp_path_factory):
     """(base_url, model name) of SmolLM2 served by ``transformers serve``."""
-    cli = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which(
-        "transformers")
-    if cli is None:
-        pytest.skip("the transformers CLI is not installed (pip install transformers[serving])")
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [cli, "serve", str(smollm2_dir), "--host", "127.0.0.1", "--port", str(port),
-             "--device", "cpu", "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}/v1"
-        models = wait_for_models(base_url, proc, log)
-        assert str(smollm2_dir) in models
-        yield base_url, str(smollm2_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with transformers_serve(smollm2_dir, tmp_path_factory.mktemp("serve") / "serve.log") as served:
+        assert str(smollm2_dir) in served.models
+        yield served.base_url, str(smollm2_dir)
 
 
 def check_recorded(judgments):
