@@ -48,7 +48,7 @@ def plot_curves(curves: pd.DataFrame, out_dir: Path, mixtures: Sequence[str]) ->
         direction = g["direction"].iloc[0]
         present = [m for m in mixtures if m in set(g["mixture"])]
         fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6),
-                                 sharey=True, squeeze=False)
+                                 sharey=True, squeeze=False, layout="constrained")
         for ax, mixture in zip(axes[0], present, strict=True):
             _curve_panel(ax, g[g["mixture"] == mixture], mixture)
         axes[0][0].set_ylabel(f"{judge} ({direction} is better)")
@@ -101,7 +101,7 @@ def plot_weight_trajectories(weights: pd.DataFrame, out_dir: Path,
     present = [m for m in mixtures if m in set(w["mixture"])]
     fig, axes = plt.subplots(len(methods), len(present),
                              figsize=(4.2 * len(present), 2.6 * len(methods)),
-                             squeeze=False, sharex=True, sharey=True)
+                             squeeze=False, layout="constrained", sharex=True, sharey=True)
     for i, method in enumerate(methods):
         for j, mixture in enumerate(present):
             ax = axes[i][j]
@@ -136,7 +136,7 @@ def plot_position_stats(positions: pd.DataFrame, out_dir: Path,
     present = [m for m in mixtures if m in set(positions["mixture"])]
     fig, axes = plt.subplots(len(methods), len(present),
                              figsize=(4.2 * len(present), 3.2 * len(methods)),
-                             squeeze=False, sharex=True)
+                             squeeze=False, layout="constrained", sharex=True)
     for i, method in enumerate(methods):
         for j, mixture in enumerate(present):
             ax = axes[i][j]
@@ -165,7 +165,7 @@ def plot_downweighted(shares: pd.DataFrame, out_dir: Path, mixtures: Sequence[st
     plt = _pyplot()
     present = [m for m in mixtures if m in set(shares["mixture"])]
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4),
-                             sharey=True, squeeze=False)
+                             sharey=True, squeeze=False, layout="constrained")
     for ax, mixture in zip(axes[0], present, strict=True):
         g = shares[shares["mixture"] == mixture].groupby("method", sort=True).mean(
             numeric_only=True)
