@@ -69,3 +69,10 @@ def test_missing_api_key_variable_is_named(monkeypatch):
     monkeypatch.delenv("RESURE_NO_SUCH_KEY", raising=False)
     with pytest.raises(ValueError, match="RESURE_NO_SUCH_KEY is not set"):
         get_backend("openai", model="m", api_key_env="RESURE_NO_SUCH_KEY")
+
+
+def test_local_server_needs_no_api_key(monkeypatch):
+    monkeypatch.delenv("RESURE_NO_SUCH_KEY", raising=False)
+    backend = get_backend("openai", model="m", base_url="http://127.0.0.1:1/v1",
+                          api_key_env="RESURE_NO_SUCH_KEY")
+    assert backend.client.api_key == "unused"

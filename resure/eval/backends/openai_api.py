@@ -36,8 +36,9 @@ class OpenAIBackend(TurnBackend):
         model: the model name the server knows (``model`` of the request).
         base_url: the server's URL, e.g. ``http://127.0.0.1:8000/v1`` (default: the
             client's, i.e. ``$OPENAI_BASE_URL`` or OpenAI's API).
-        api_key_env: name of the environment variable holding the API key. Servers that
-            ignore keys still need the variable set (to any value).
+        api_key_env: name of the environment variable holding the API key. Required for
+            OpenAI's own API (no ``base_url``); a local server that ignores keys gets the
+            placeholder ``"unused"`` when the variable is not set.
         concurrency: requests in flight at once.
         timeout: seconds per request attempt (client library).
         max_retries: retries per request (client library).
@@ -121,10 +122,12 @@ def _client(base_url: str | None, api_key_env: str, timeout: float, max_retries:
     from openai import OpenAI
 
     api_key = os.environ.get(api_key_env)
-    if not api_key:
+    if not api_key and base_url is None:
         raise ValueError(
-            f"environment variable {api_key_env} is not set; export the API key there "
-            "(any value for a local server that ignores keys), or name another variable "
-            "with --api-key-env"
+            f"environment variable {api_key_env} is not set; export the API key there, "
+            "name another variable with --api-key-env, or give --base-url for a server "
+            "that needs no key"
         )
-    return OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+    return OpenAI(
+        base_url=base_url, api_key=api_key or "unused", timeout=timeout, max_retries=max_retries
+    )
