@@ -229,7 +229,7 @@ def test_weights_scale_each_turns_loss(tiny_model_dir, tiny_batch, tmp_path, nor
     assert [row["down_weighted"] for row in by_position.values()] == [0, 3, 3]
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
-    assert summary["unweighted_loss"] == pytest.approx(float(plain), rel=1e-5)
+    assert summary["unweighted_loss"] == pytest.approx(float(plain.detach()), rel=1e-5)
     turn_means = _reference_turn_means(model, batch)
     assert summary["corrupted"]["mean_loss"] == pytest.approx(turn_means[(0, 1)], rel=1e-5)
     assert summary["context_corrupted"]["mean_loss"] == pytest.approx(turn_means[(0, 2)], rel=1e-5)
