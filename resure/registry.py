@@ -13,6 +13,7 @@ An unknown name raises :class:`KeyError` listing the known names and the closest
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -93,12 +94,45 @@ class Registry(Generic[T]):
         if key in self._entries:
             return self._entries[key]
         known = sorted([*self._entries, *self._aliases])
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownNameError(
-            f"unknown {self.kind} {name!r}{hint} Known: {', '.join(self.names())}"
+            f"unknown {self.kind} {name!r}{_suggestion(name, known)} "
+            f"Known: {', '.join(self.names())}"
         )
+
+    def check_options(self, name: str, options: dict) -> None:
+        """Refuse options the constructor of ``name`` does not take, or required ones
+        missing, with a ``ValueError`` naming them (checked without constructing)."""
+        cls = self.get(name)
+        params = dict(inspect.signature(cls.__init__).parameters)
+        params.pop("self", None)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        named = {
+            k: p for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+        unknown = [k for k in options if k not in named]
+        if unknown and not takes_any:
+            hint = _suggestion(unknown[0], list(named))
+            raise ValueError(
+                f"{self.kind} {name!r} has no option {unknown[0]!r}{hint} "
+                f"Options: {', '.join(named) or 'none'}"
+            )
+        missing = [k for k, p in named.items() if p.default is p.empty and k not in options]
+        if missing:
+            raise ValueError(f"{self.kind} {name!r} needs option(s) {', '.join(missing)}")
+
+    def create(self, name: str, **options) -> T:
+        """Instantiate ``name`` after :meth:`check_options`."""
+        self.check_options(name, options)
+        return self.get(name)(**options)
 
     def __contains__(self, name: str) -> bool:
         self._scan_entry_points()
         return self._aliases.get(name, name) in self._entries
+
+
+def _suggestion(name: str, known: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name (case-insensitive), else ``"."``
+    (either way the end of a sentence)."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else "."

@@ -137,3 +137,31 @@ def test_weighting_entry_points_do_not_replace_builtins(tmp_path, monkeypatch, s
     monkeypatch.setattr(WEIGHTINGS, "_scanned", False)
     assert type(get_weighting("plugged")).__module__ == "fakeplug_mod"
     assert type(get_weighting("resure")).__module__ == "resure.weighting.methods.resure"
+
+
+def test_case_insensitive_suggestion_and_sentence_end():
+    with pytest.raises(UnknownNameError, match=r"'ReSURE'; did you mean 'resure'\? Known: "):
+        get_weighting("ReSURE")
+    with pytest.raises(UnknownNameError, match=r"'xyz'\. Known: "):
+        get_weighting("xyz")
+
+
+class _Base:
+    pass
+
+
+def test_options_are_checked_against_the_constructor_before_building():
+    registry: Registry[_Base] = Registry("widget", _Base)
+
+    @registry.register("w")
+    class W(_Base):
+        def __init__(self, model: str, batch_size: int = 8):
+            self.model, self.batch_size = model, batch_size
+
+    with pytest.raises(ValueError, match=r"widget 'w' has no option 'batchsize'; did you mean "
+                                         r"'batch_size'\? Options: model, batch_size"):
+        registry.create("w", model="m", batchsize=2)
+    with pytest.raises(ValueError, match=r"widget 'w' needs option\(s\) model"):
+        registry.create("w")
+    built = registry.create("w", model="m", batch_size=2)
+    assert (built.model, built.batch_size) == ("m", 2)

@@ -14,6 +14,14 @@ import logging
 import sys
 
 from resure import __version__
+from resure.registry import UnknownNameError
+
+logger = logging.getLogger(__name__)
+
+#: Errors that carry a message meant for the user (bad input, missing file, unknown name,
+#: failed generation). They are printed as one line; ``-v`` shows the traceback too.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, UnknownNameError,
+                                                RuntimeError)
 
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = (
@@ -47,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        print("(run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

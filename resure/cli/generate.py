@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     try:
         suite = get_suite(args.suite, **suite_options(args))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise SystemExit(f"--suite-option: suite {args.suite!r} refuses these options: {e}") from e
     try:
         items = suite.load(args.data_dir)

@@ -47,7 +47,7 @@ BACKENDS: Registry[Backend] = Registry("backend", Backend, entry_point_group="re
 
 
 def get_backend(name: str, **options) -> Backend:
-    return BACKENDS.get(name)(**options)
+    return BACKENDS.create(name, **options)
 
 
 # --- turn-by-turn generation shared by the built-in backends -------------------------------

@@ -42,4 +42,4 @@ JUDGES: Registry[Judge] = Registry("judge", Judge, entry_point_group="resure.jud
 
 def get_judge(name: str, **options) -> Judge:
     """Instantiate the judge registered under ``name`` with ``options``."""
-    return JUDGES.get(name)(**options)
+    return JUDGES.create(name, **options)

@@ -31,4 +31,4 @@ SUITES: Registry[Suite] = Registry("suite", Suite, entry_point_group="resure.sui
 
 
 def get_suite(name: str, **options) -> Suite:
-    return SUITES.get(name)(**options)
+    return SUITES.create(name, **options)
