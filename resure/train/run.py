@@ -196,6 +196,12 @@ class _Run:
             skipped = [{"stage": "load", **asdict(p)} for p in loaded.skipped]
         else:
             convs = list(self.conversations)
+        if not convs:
+            atomic_write_jsonl(self.out / SKIPPED_NAME, skipped)
+            raise ValueError(
+                f"no valid conversation in {c.data} ({len(skipped)} records refused; "
+                f"see {self.out / SKIPPED_NAME})"
+            )
         if c.num_samples is not None:
             if len(convs) < c.num_samples:
                 raise ValueError(
