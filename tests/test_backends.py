@@ -9,7 +9,7 @@ import torch
 
 from resure.eval.backends import GenerationError, SamplingParams, TurnBackend, TurnFailure
 from resure.eval.backends.base import plan_rounds, turn_messages
-from resure.eval.backends.hf import HFBackend, stop_token_ids
+from resure.eval.backends.hf import HFBackend, default_model_id, stop_token_ids
 from resure.eval.generate import generate_answers, manifest_path, select_items
 from resure.eval.types import Answer, EvalItem
 from resure.io import read_jsonl
@@ -262,10 +262,29 @@ def test_hf_prompt_too_long_fails_only_that_item(hf):
 def test_hf_with_fresh_adapter_matches_base(hf, lively_model_dir, lively_adapter_dir):
     adapted = HFBackend(lively_model_dir, adapter=lively_adapter_dir, batch_size=4)
     assert adapted.identity()["adapter"] == str(lively_adapter_dir)
-    assert adapted.model_id == lively_adapter_dir.name
+    assert adapted.model_id == f"{lively_model_dir.name}+{lively_adapter_dir.name}"
     # A fresh LoRA has zero B matrices: same greedy answers as the base model.
     assert ([a.turns for a in adapted.generate(make_items(), GREEDY)]
             == [a.turns for a in hf.generate(make_items(), GREEDY)])
+
+
+@pytest.mark.parametrize(("adapter", "expected"), [
+    (None, "smol"),
+    ("/runs/r1/final", "smol+r1-final"),
+    ("/runs/r2/final", "smol+r2-final"),
+    ("/runs/r1/adapter", "smol+r1-adapter"),
+    ("/runs/x/checkpoints/samples-1000", "smol+x-samples-1000"),
+    ("/runs/x/checkpoints/checkpoint-50", "smol+x-checkpoint-50"),
+    ("/runs/my-lora", "smol+my-lora"),
+])
+def test_default_model_id_tells_runs_apart(adapter, expected):
+    assert default_model_id("/models/smol", adapter) == expected
+
+
+def test_default_model_id_of_relative_adapter_reads_its_parents(tmp_path, monkeypatch):
+    (tmp_path / "r7" / "final").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "r7")
+    assert default_model_id("smollm2-135m-instruct", "final") == "smollm2-135m-instruct+r7-final"
 
 
 def test_hf_counts_generated_tokens(lively_model_dir):

@@ -129,7 +129,7 @@ def test_nll_with_fresh_adapter_equals_base(lively_model_dir, lively_adapter_dir
     base = get_judge("reference_nll", model=lively_model_dir).judge(ITEMS, None)
     adapted = get_judge("reference_nll", model=lively_model_dir, adapter=lively_adapter_dir)
     judgments = adapted.judge(ITEMS, None)
-    assert judgments[0].model == lively_adapter_dir.name
+    assert judgments[0].model == f"{lively_model_dir.name}+{lively_adapter_dir.name}"
     assert [j.score for j in judgments] == pytest.approx([j.score for j in base], rel=1e-5)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,9 +33,40 @@ logger = logging.getLogger(__name__)
 _MARK = "\x00resure-end-of-turn-probe\x00"
 
 
+# Adapter directory names that say where in a run an adapter sits, not which run it is.
+_GENERIC_DIR = re.compile(r"(final|adapter|adapters|model|output|outputs|best"
+                          r"|(samples|checkpoint|step|epoch)-\d+)", re.IGNORECASE)
+# Directories that only group checkpoints; left out of the id.
+_GROUPING_DIR = {"checkpoints", "adapters"}
+
+
 def default_model_id(model: str | os.PathLike, adapter: str | os.PathLike | None) -> str:
-    """The adapter's directory name if there is one, else the model's."""
-    return Path(adapter).name if adapter is not None else Path(str(model)).name
+    """The ``model_id`` of answers and judgments when none is given.
+
+    Without an adapter, the model's directory (or known) name. With one,
+    ``<model name>+<adapter name>``, where the adapter name is its directory's name prefixed
+    by its parents' while those names are generic (``final``, ``adapter``, ``samples-<n>``,
+    ``checkpoint-<n>``...), skipping ``checkpoints/``: ``runs/r1/final`` gives
+    ``smol+r1-final`` and ``runs/r2/checkpoints/samples-100`` gives ``smol+r2-samples-100``,
+    so two runs' answers never share a file name.
+    """
+    model_name = Path(str(model)).name
+    if adapter is None:
+        return model_name
+    return f"{model_name}+{adapter_run_name(adapter)}"
+
+
+def adapter_run_name(adapter: str | os.PathLike) -> str:
+    """The adapter directory's name, with parents' names while it is generic (see
+    :func:`default_model_id`)."""
+    path = Path(adapter).resolve()
+    names = [path.name]
+    for parent in path.parents:
+        if not _GENERIC_DIR.fullmatch(names[-1]) or not parent.name:
+            break
+        if parent.name.lower() not in _GROUPING_DIR:
+            names.append(parent.name)
+    return "-".join(reversed(names))
 
 
 @BACKENDS.register("hf", aliases=("transformers",))
