@@ -18,8 +18,15 @@ A sweep file has these tables (every one but ``[sweep]``, ``[models]``, ``[metho
 
 An unknown key, a value of the wrong type or a value outside its allowed set raises
 :class:`ConfigError` naming the file, the key (``mixtures.noisy.kinds.swapp``), what is
-allowed and, for misspelt names, the closest allowed one. Relative paths (data sources,
-suite data directories, model directories) are resolved against the config file's folder.
+allowed and, for misspelt names, the closest allowed one; unknown keys of a table are
+reported before its values are checked. Relative paths (data sources, suite data
+directories, model directories, the ``cache`` option of a judge) are resolved against the
+config file's folder, never the working directory.
+
+A data file must exist when the file is read. A model is a name :mod:`resure.models` knows,
+or a path (anything with a ``/`` or starting with ``.`` or ``~``, or an existing folder);
+a model directory may be missing while the file is validated, so that ``--dry-run`` can
+list the runs before the download, but running refuses it (:func:`require_model_dirs`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ CORRUPTION_KINDS = (
     "cascade",
 )
 SIZE_SELECTORS = ("all", "ends")
+#: Judge options holding a file path, resolved against the sweep file's folder like every
+#: other relative path of the file.
+JUDGE_PATH_OPTIONS = ("cache",)
 DIRECTIONS = ("higher", "lower")
 #: TrainConfig fields the sweep sets itself; a [train] table may not set them.
 TRAIN_KEYS_SET_BY_SWEEP = (
@@ -249,9 +259,17 @@ class _Table:
     def fail(self, key: str, message: str):
         raise ConfigError(f"{self.file}: {key}: {message}")
 
+    def expect(self, *names: str) -> _Table:
+        """Refuse keys outside ``names`` now, before any value is checked, so that a
+        misspelt key is reported as such rather than through a rule it makes fail."""
+        self.known.extend(n for n in names if n not in self.known)
+        self._refuse([n for n in self.data if n not in self.known])
+        return self
+
     def take(self, name: str, kinds: tuple[type, ...], default: Any = _MISSING) -> Any:
         """Pop ``name``; check its type against ``kinds`` (bool is never an int here)."""
-        self.known.append(name)
+        if name not in self.known:
+            self.known.append(name)
         if name not in self.data:
             if default is _MISSING:
                 self.fail(self.path(name), "is required")
@@ -267,7 +285,11 @@ class _Table:
         return _Table(value, self.path(name), self.file)
 
     def done(self) -> None:
-        for name in self.data:
+        """Refuse every key no ``take`` has popped."""
+        self._refuse(list(self.data))
+
+    def _refuse(self, names: list[str]) -> None:
+        for name in names:
             close = difflib.get_close_matches(name, self.known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             self.fail(
@@ -347,6 +369,7 @@ def _shares(t: _Table, key: str, table: dict, allowed: tuple[str, ...] | None) -
 
 
 def _read_sweep(t: _Table) -> dict[str, Any]:
+    t.expect("name", "sizes", "seeds", "include_base")
     out = {
         "name": t.take("name", (str,)),
         "sizes": _int_list(t, "sizes", 1, increasing=True),
@@ -362,18 +385,18 @@ def _read_models(t: _Table, base: Path) -> tuple[ModelSpec, ...]:
         t.fail(t.key, "must define at least one [models.<label>] table")
     out = []
     for label in list(t.data):
-        m = t.table(label)
-        name = m.take("name", (str,))
-        if name.startswith((".", "/", "~")):
-            name = str((base / Path(name).expanduser()).resolve())
+        m = t.table(label).expect("name")
+        name = _resolve_model(m, m.take("name", (str,)), base)
         m.done()
         out.append(ModelSpec(label, name))
     return tuple(out)
 
 
 def _read_data(t: _Table, base: Path) -> DataSpec:
+    t.expect("source", "format", "min_assistant_turns", "max_assistant_turns", "seed")
+    source = t.take("source", (str,), "chitchat:train")
     spec = DataSpec(
-        source=_resolve_source(t.take("source", (str,), "chitchat:train"), base),
+        source=_resolve_source(t, t.path("source"), source, base),
         format=t.take("format", (str,), None),
         min_assistant_turns=t.take("min_assistant_turns", (int,), 1),
         max_assistant_turns=t.take("max_assistant_turns", (int,), None),
@@ -389,10 +412,39 @@ def _read_data(t: _Table, base: Path) -> DataSpec:
     return spec
 
 
-def _resolve_source(source: str, base: Path) -> str:
+def _resolve_source(t: _Table, key: str, source: str, base: Path) -> str:
+    """A data file resolved against the sweep file's folder; it must exist (chitchat
+    sources come with the chitchat-dataset package)."""
     if source.startswith("chitchat"):
         return source
-    return str((base / Path(source).expanduser()).resolve())
+    path = (base / Path(source).expanduser()).resolve()
+    if not path.exists():
+        t.fail(key, f"data file {path} not found (relative paths are resolved against "
+               "the sweep file's folder)")
+    return str(path)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "~")) or "/" in name or "\\" in name
+
+
+def _resolve_model(t: _Table, name: str, base: Path) -> str:
+    """A known model name as is; a path (or an existing folder) resolved against the
+    sweep file's folder. Whether a model directory exists is checked before running
+    (:func:`missing_model_dirs`), so that ``--dry-run`` works before the download."""
+    from resure.models import KNOWN_MODELS
+
+    if name in KNOWN_MODELS:
+        return name
+    path = (base / Path(name).expanduser()).resolve()
+    if _looks_like_path(name) or path.is_dir():
+        return str(path)
+    known = sorted(KNOWN_MODELS)
+    close = difflib.get_close_matches(name.lower(), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    t.fail(t.path("name"), f"unknown model {name!r}: neither a known name nor a directory."
+           f"{hint} Known names: {', '.join(known)}; or give a model directory (a path "
+           "such as ./models/NAME, resolved against the sweep file's folder)")
 
 
 def _read_mixtures(t: _Table, data: DataSpec, base: Path) -> tuple[MixtureSpec, ...]:
@@ -400,10 +452,11 @@ def _read_mixtures(t: _Table, data: DataSpec, base: Path) -> tuple[MixtureSpec, 
         t.fail(t.key, "must define at least one [mixtures.<label>] table")
     out = []
     for label in list(t.data):
-        m = t.table(label)
+        m = t.table(label).expect("sources", "corrupt_fraction", "kinds")
         raw_sources = m.take("sources", (dict,), {data.source: 1.0})
-        sources = _shares(m, m.path("sources"), raw_sources, None)
-        sources = tuple((_resolve_source(s, base), w) for s, w in sources)
+        key = m.path("sources")
+        sources = _shares(m, key, raw_sources, None)
+        sources = tuple((_resolve_source(m, f"{key}.{s}", s, base), w) for s, w in sources)
         fraction = m.take("corrupt_fraction", (float,), 0.0)
         if not 0.0 <= fraction < 1.0:
             m.fail(m.path("corrupt_fraction"), f"must be in [0, 1), got {fraction}")
@@ -426,7 +479,7 @@ def _read_methods(t: _Table) -> tuple[MethodSpec, ...]:
         t.fail(t.key, "must define at least one [methods.<label>] table")
     out = []
     for label in list(t.data):
-        m = t.table(label)
+        m = t.table(label).expect("method", "options")
         spec = MethodSpec(label, m.take("method", (str,), label), m.take("options", (dict,), {}))
         m.done()
         out.append(spec)
@@ -444,6 +497,7 @@ def _read_train(t: _Table) -> dict[str, Any]:
 
 
 def _read_generation(t: _Table) -> GenerationSpec:
+    t.expect("backend", "max_new_tokens", "temperature", "top_p", "options")
     spec = GenerationSpec(
         backend=t.take("backend", (str,), "hf"),
         max_new_tokens=t.take("max_new_tokens", (int,), 64),
@@ -457,22 +511,25 @@ def _read_generation(t: _Table) -> GenerationSpec:
     return spec
 
 
-def _read_judges(t: _Table) -> tuple[JudgeSpec, ...]:
+def _read_judges(t: _Table, base: Path) -> tuple[JudgeSpec, ...]:
     out = []
     for label in list(t.data):
-        j = t.table(label)
+        j = t.table(label).expect("judge", "direction", "options")
         direction = j.take("direction", (str,), None)
         if direction is not None:
             _check_choice(j, j.path("direction"), direction, DIRECTIONS)
-        spec = JudgeSpec(label, j.take("judge", (str,), label), j.take("options", (dict,), {}),
-                         direction)
+        options = dict(j.take("options", (dict,), {}))
+        for name in JUDGE_PATH_OPTIONS:
+            if isinstance(options.get(name), str):
+                options[name] = str((base / Path(options[name]).expanduser()).resolve())
+        spec = JudgeSpec(label, j.take("judge", (str,), label), options, direction)
         j.done()
         out.append(spec)
     return tuple(out)
 
 
 def _read_judge_use(t: _Table, label: str, sizes: tuple[int, ...]) -> JudgeUse:
-    u = t.table(label)
+    u = t.table(label).expect("sizes", "limit")
     sel = u.take("sizes", (str, list), "all")
     key = u.path("sizes")
     if isinstance(sel, str):
@@ -496,7 +553,8 @@ def _read_suites(t: _Table, judges: tuple[JudgeSpec, ...], sizes, base: Path):
     judge_labels = tuple(j.label for j in judges)
     out = []
     for label in list(t.data):
-        s = t.table(label)
+        s = t.table(label).expect("suite", "data_dir", "optional", "limit", "options",
+                                  "judges")
         data_dir = s.take("data_dir", (str,), None)
         limit = s.take("limit", (int,), None)
         if limit is not None and limit < 1:
@@ -523,6 +581,7 @@ def _read_suites(t: _Table, judges: tuple[JudgeSpec, ...], sizes, base: Path):
 
 
 def _read_analysis(t: _Table) -> AnalysisSpec:
+    t.expect("include_base", "bootstrap_resamples", "confidence_level", "bootstrap_seed")
     spec = AnalysisSpec(
         include_base=t.take("include_base", (bool,), True),
         bootstrap_resamples=t.take("bootstrap_resamples", (int,), 1000),
@@ -559,7 +618,9 @@ def parse_config(data: dict[str, Any], file: str = "<config>", base: Path | None
     TrainConfig fields) are checked by :func:`check_registered`.
     """
     base = base or Path.cwd()
-    top = _Table(data, "", file)
+    top = _Table(data, "", file).expect(
+        "sweep", "models", "data", "mixtures", "methods", "train", "generation", "judges",
+        "suites", "analysis")
     sweep = _read_sweep(top.table("sweep", required=True))
     models = _read_models(top.table("models", required=True), base)
     data_spec = _read_data(top.table("data"), base)
@@ -569,7 +630,7 @@ def parse_config(data: dict[str, Any], file: str = "<config>", base: Path | None
     generation = _read_generation(top.table("generation"))
     suites_t = top.table("suites", required=True)
     judges_raw = {**_implied_judges(suites_t), **top.take("judges", (dict,), {})}
-    judges = _read_judges(_Table(judges_raw, "judges", file))
+    judges = _read_judges(_Table(judges_raw, "judges", file), base)
     suites = _read_suites(suites_t, judges, sweep["sizes"], base)
     analysis = _read_analysis(top.table("analysis"))
     top.done()
@@ -618,12 +679,38 @@ def check_registered(config: SweepConfig) -> None:
     """Check names against the registries and options against their constructors.
 
     Weighting methods are instantiated with their options (they refuse unknown ones);
-    ``[train]`` keys must be :class:`resure.train.TrainConfig` fields.
+    ``[train]`` keys must be :class:`resure.train.TrainConfig` fields of the right type;
+    backend, judge and suite options are checked against their constructors, together
+    with the options the sweep passes itself (model, adapter, model id).
     """
     file = str(config.path or "<config>")
     _check_methods(config, file)
     _check_train_keys(config, file)
     _check_eval_names(config, file)
+    _check_eval_options(config, file)
+
+
+def missing_model_dirs(config: SweepConfig) -> list[str]:
+    """One message per model directory of ``config`` that does not exist (yet).
+
+    Validation accepts them so that ``--dry-run`` lists the runs of a file whose model
+    is downloaded later; running refuses them (:func:`require_model_dirs`).
+    """
+    from resure.models import KNOWN_MODELS
+
+    return [
+        f"models.{m.label}.name: model directory {m.name} not found: download it first "
+        "(see the file's header)"
+        for m in config.models
+        if m.name not in KNOWN_MODELS and not Path(m.name).is_dir()
+    ]
+
+
+def require_model_dirs(config: SweepConfig) -> None:
+    """Raise :class:`ConfigError` when a model directory of ``config`` is missing."""
+    missing = missing_model_dirs(config)
+    if missing:
+        raise ConfigError(f"{config.path or '<config>'}: {'; '.join(missing)}")
 
 
 def _fail(file: str, key: str, message: str):
@@ -659,11 +746,42 @@ def _check_train_keys(config: SweepConfig, file: str) -> None:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             _fail(file, f"train.{key}", f"unknown key.{hint} Allowed keys: {', '.join(allowed)}")
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for key, value in config.train.items():
+        _check_field_type(file, f"train.{key}", value, types[key])
     try:
         TrainConfig(model="check", output_dir="check", save_at_samples=list(config.sizes),
                     **{**TRAIN_DEFAULTS, **train_settings(config)})
     except (TypeError, ValueError) as e:
         _fail(file, "train", f"{e} (sweep.sizes are the checkpoint sizes)")
+
+
+def _check_field_type(file: str, key: str, value: Any, annotation: Any) -> None:
+    """Check a TOML value against a dataclass field annotation such as ``int``,
+    ``float``, ``str | None`` or ``list[str] | None`` (TOML has no null, so ``None`` only
+    means the key may be left out)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    simple = {"int": int, "float": float, "str": str, "bool": bool}
+    kinds: list[type] = []
+    item: type | None = None
+    for part in (p.strip() for p in text.split("|")):
+        if part in simple:
+            kinds.append(simple[part])
+        elif part.startswith("list"):
+            kinds.append(list)
+            item = simple.get(part[len("list["):-1])
+        elif part.startswith("dict"):
+            kinds.append(dict)
+    if not kinds:  # an annotation this reader does not know: TrainConfig decides
+        return
+    if not _is_a(value, tuple(kinds)):
+        expected = " or ".join(_KIND_NAMES[k] for k in kinds)
+        _fail(file, key, f"expected {expected}, got {value!r}")
+    if isinstance(value, list) and item is not None:
+        for v in value:
+            if not _is_a(v, (item,)):
+                _fail(file, key, f"expected every entry to be {_KIND_NAMES[item]}, "
+                      f"got {v!r}")
 
 
 def _check_eval_names(config: SweepConfig, file: str) -> None:
@@ -682,6 +800,52 @@ def _check_registered_name(file: str, key: str, name: str, registry) -> None:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     _fail(file, key, f"unknown {registry.kind} {name!r}.{hint} Allowed: {', '.join(known)}")
+
+
+def sweep_options(cls, model: str = "<model>") -> dict[str, Any]:
+    """Options the sweep passes to a backend or judge class besides the file's (the
+    evaluated model, its adapter and run name where the constructor takes them)."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    out: dict[str, Any] = {"model": model}
+    if "adapter" in params:
+        out["adapter"] = None
+    if "model_id" in params:
+        out["model_id"] = None
+    return out
+
+
+def _check_eval_options(config: SweepConfig, file: str) -> None:
+    backends, judges, suites = eval_registries()
+    g = config.generation
+    _check_options(file, "generation.options", backends, g.backend, g.options,
+                   sweep_options(backends.get(g.backend)))
+    for j in config.judges:
+        cls = judges.get(j.judge)
+        added = {} if cls.needs_answers else sweep_options(cls)
+        _check_options(file, f"judges.{j.label}.options", judges, j.judge, j.options, added)
+    for s in config.suites:
+        _check_options(file, f"suites.{s.label}.options", suites, s.suite, s.options, {})
+
+
+def _check_options(file: str, key: str, registry, name: str, options: dict[str, Any],
+                   added: dict[str, Any]) -> None:
+    """``options`` (from the file) plus ``added`` (by the sweep) must suit the
+    constructor of ``name``; an option the sweep sets may not be in the file."""
+    import inspect
+
+    for option in options:
+        if option in added:
+            _fail(file, f"{key}.{option}", "is set by the sweep itself (the evaluated "
+                  "checkpoint); remove it")
+    try:
+        registry.check_options(name, {**options, **added})
+    except ValueError as e:
+        params = inspect.signature(registry.get(name)).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        unknown = [o for o in options if o not in params and not takes_any]
+        _fail(file, f"{key}.{unknown[0]}" if unknown else key, str(e))
 
 
 def eval_registries():
