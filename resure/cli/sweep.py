@@ -46,11 +46,13 @@ def _suite_dirs(values: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resure.sweep.config import ConfigError, load_config
+    from resure.sweep.config import ConfigError, load_config, require_model_dirs
     from resure.sweep.runner import Sweep, summarize_status
 
     try:
         config = load_config(args.config)
+        if not args.dry_run:  # a dry run lists the runs before the model is downloaded
+            require_model_dirs(config)
         suite_dirs = _suite_dirs(args.suite_dir)
         unknown = sorted(set(suite_dirs) - {s.label for s in config.suites})
         if unknown:

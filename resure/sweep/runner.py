@@ -39,11 +39,20 @@ from typing import Any
 
 from resure.io import atomic_path, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from resure.provenance import git_commit, package_versions
-from resure.sweep.config import JudgeUse, SuiteSpec, SweepConfig, eval_registries
+from resure.sweep.config import (
+    JudgeUse,
+    SuiteSpec,
+    SweepConfig,
+    eval_registries,
+    missing_model_dirs,
+    require_model_dirs,
+)
 from resure.sweep.plan import DataJob, Plan, Run, TrainPass, expand
 from resure.sweep.stages import (
+    DEFAULTS_MEASURED_ON,
     Stage,
     Timer,
+    defaults_apply,
     estimate_seconds,
     find_markers,
     measured_rates,
@@ -106,7 +115,7 @@ class SweepStatus:
     runs: list[dict[str, Any]]
     todo: list[Task]
     done: int  # stages done, or not needed since everything after them is done
-    estimate_s: float
+    estimate_s: float | None  # None: no measured stage times and no defaults for the model
     notes: list[str] = field(default_factory=list)
 
 
@@ -157,13 +166,17 @@ class Sweep:
         agg = self.aggregate_task()
         if not agg.stage.is_done():
             todo.append(agg)
-        estimate = sum(estimate_seconds(t.stage, rates) for t in todo)
-        return SweepStatus(self._run_rows(groups), todo, done, estimate, list(self.notes))
+        estimate: float | None = sum(estimate_seconds(t.stage, rates) for t in todo)
+        if todo and not rates and not defaults_apply(m.name for m in self.config.models):
+            estimate = None
+        notes = [*missing_model_dirs(self.config), *self.notes]
+        return SweepStatus(self._run_rows(groups), todo, done, estimate, notes)
 
     def run(self) -> Path:
         """Run every stage not done yet; returns the path of the report."""
         from tqdm.auto import tqdm
 
+        require_model_dirs(self.config)
         self.results.mkdir(parents=True, exist_ok=True)
         self._write_work_ignore()
         atomic_write_json(self.results / "sweep.json", self.config.to_dict())
@@ -632,9 +645,13 @@ def summarize_status(status: SweepStatus) -> str:
         kinds[t.stage.kind.split(":")[0]] = kinds.get(t.stage.kind.split(":")[0], 0) + 1
     left = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
     lines.append(f"{len(status.runs)} runs; stages done: {status.done}; left: {left}")
-    lines.append(f"estimated time left: {_duration(status.estimate_s)} (measured stage times "
-                 "of this results folder where there are some, else figures measured on "
-                 "2 CPU cores with SmolLM2-135M)")
+    if status.estimate_s is None:
+        lines.append(f"estimated time left: no estimate (stage times are measured on first "
+                     f"run; the built-in figures are for {DEFAULTS_MEASURED_ON})")
+    else:
+        lines.append(f"estimated time left: {_duration(status.estimate_s)} (measured stage "
+                     "times of this results folder where there are some, else figures "
+                     f"measured for {DEFAULTS_MEASURED_ON})")
     lines.extend(status.notes)
     return "\n".join(lines)
 

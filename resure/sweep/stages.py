@@ -130,6 +130,18 @@ DEFAULT_SECONDS = {
 }
 
 
+#: What :data:`DEFAULT_SECONDS` were measured on, and the model name they hold for.
+DEFAULTS_MEASURED_ON = "SmolLM2-135M on 2 CPU cores"
+DEFAULTS_MODEL = "smollm2-135m-instruct"
+
+
+def defaults_apply(model_names: Iterable[str]) -> bool:
+    """True when every model is the one :data:`DEFAULT_SECONDS` were measured on (its
+    known name, or a directory named after it, as the converted copy is); for any
+    other model those figures would be off by orders of magnitude."""
+    return all(Path(n).name.lower().startswith(DEFAULTS_MODEL) for n in model_names)
+
+
 def measured_rates(markers: Iterable[dict[str, Any]]) -> dict[str, float]:
     """Mean seconds per unit of each stage kind over finished markers."""
     total: dict[str, list[float]] = {}
