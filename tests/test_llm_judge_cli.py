@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from typing import ClassVar
 
 import pytest
 from fakeserver import Action, FakeOpenAIServer, user_message
 
 from resure.cli import main
+from resure.eval.generate import select_items
 from resure.eval.judges.base import JUDGES, Judge
 from resure.eval.judging import read_judgments
+from resure.eval.suites import get_suite
 from resure.eval.types import Judgment
 
 JUDGMENTS = "gpt-4_single_llama3-8b-instruct.jsonl"
@@ -92,20 +96,63 @@ def test_every_request_failing_exits_nonzero(shared_data, tmp_path, capsys):
     assert "failed no_rating: 160" in capsys.readouterr().out
 
 
-def test_llm_needs_a_judge_model(shared_data, tmp_path):
-    with pytest.raises(SystemExit, match="--judge llm needs --judge-model"):
-        main(["judge", "--suite", "mt_bench", "--data-dir", str(shared_data / "mt_bench"),
-              "--answers", "a.jsonl", "--output", str(tmp_path / "o.jsonl")])
+def mt_bench_args(shared_data, tmp_path, *extra):
+    return ["judge", "--suite", "mt_bench", "--data-dir", str(shared_data / "mt_bench"),
+            "--output", str(tmp_path / "o.jsonl"), *extra]
 
 
-def test_bad_answer_row_names_file_and_line(shared_data, tmp_path):
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--answers", "a.jsonl"], "error: --judge llm needs --judge-model"),
+    (["--judge-model", "gpt-4"], "error: --judge llm grades answers: give --answers FILE"),
+    (["--answers", "a.jsonl", "--judge-model", "gpt-4", "--adapter", "x"],
+     "error: --adapter is for judges that run the evaluated model"),
+    (["--answers", "a.jsonl", "--judge-model", "gpt-4", "--cache", "c", "--no-cache"],
+     "error: --cache and --no-cache clash"),
+    (["--judge", "reference_nl"], "error: unknown judge 'reference_nl'; did you mean "
+                                  "'reference_nll'?"),
+    (["--judge", "reference_nll"], "error: --judge reference_nll needs --judge-model "
+                                   r"\(the evaluated model"),
+    (["--judge", "reference_nll", "--judge-model", "m", "--judge-option", "max_len=9"],
+     "error: judge 'reference_nll' has no option 'max_len'; did you mean 'max_length'?"),
+    (["--judge", "reference_nll", "--judge-model", "m", "--judge-option", "max_length"],
+     "error: --judge-option 'max_length': expected KEY=VALUE"),
+    (["--judge", "reference_nll", "--judge-model", "m", "--limit", "0"],
+     "error: --limit must be >= 1, got 0"),
+    (["--judge", "reference_nll", "--judge-model", "m", "--suite-option", "tasks=x"],
+     "error: suite 'mt_bench' has no option 'tasks'"),
+])
+def test_usage_errors_exit_2_before_loading_anything(shared_data, tmp_path, capsys, extra,
+                                                     message):
+    assert main(mt_bench_args(shared_data, tmp_path, *extra)) == 2
+    assert re.match(message, capsys.readouterr().err)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_unknown_suite_exits_2(tmp_path, capsys):
+    assert main(["judge", "--suite", "mt_bench_10", "--judge", "reference_nll",
+                 "--judge-model", "m", "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert "unknown suite 'mt_bench_10'; did you mean 'mt_bench_101'?" in capsys.readouterr().err
+
+
+def test_help_explains_reference_nll(capsys):
+    with pytest.raises(SystemExit):
+        main(["judge", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "reference_nll mean NLL per token of the suite's reference turns" in text
+    assert "needs no answers. --judge-model is the evaluated model" in text
+    assert "--adapter its peft adapter" in text
+    assert "--answers with reference_nll: only the items answered in the files are judged" in text
+
+
+def test_bad_answer_row_names_file_and_line(shared_data, tmp_path, capsys):
     answers = tmp_path / "answers.jsonl"
     answers.write_text('{"question_id": 81, "model_id": "m"}\n')
     with FakeOpenAIServer() as server:
         args = judge_args(shared_data, server, tmp_path)
         args[args.index("--answers") + 1] = str(answers)
-        with pytest.raises(SystemExit, match=r"answers.jsonl:1: not a model-answer row"):
-            main(args)
+        assert main(args) == 1
+        assert server.count == 0
+    assert re.search(r"answers.jsonl:1: not a model-answer row", capsys.readouterr().err)
 
 
 class _ConstantJudge(Judge):
@@ -137,3 +184,63 @@ def test_other_judges_are_dispatched_through_the_registry(shared_data, tmp_path,
     judgments = read_judgments(out)
     assert len(judgments) == 80 and {j.score for j in judgments} == {10.0}
     assert "judged 80 turns: 80 scored, 0 failed, 0 cached" in capsys.readouterr().out
+
+
+@pytest.fixture
+def constant_judge():
+    if "test_constant" not in JUDGES:
+        JUDGES.register("test_constant")(_ConstantJudge)
+    return "test_constant"
+
+
+def test_limit_picks_the_items_generate_picks(shared_data, tmp_path, constant_judge):
+    out = tmp_path / "ref.jsonl"
+    assert main(["judge", "--suite", "mt_bench", "--data-dir", str(shared_data / "mt_bench"),
+                 "--judge", constant_judge, "--limit", "5", "--seed", "3",
+                 "--output", str(out)]) == 0
+    items = get_suite("mt_bench").load(shared_data / "mt_bench")
+    assert ([j.question_id for j in read_judgments(out)]
+            == [i.question_id for i in select_items(items, 5, seed=3)])
+
+
+def test_answers_select_the_items_of_a_judge_that_needs_none(shared_data, tmp_path, caplog,
+                                                             constant_judge):
+    caplog.set_level(logging.INFO, logger="resure.eval.judging")
+    rows = (shared_data / "mt_bench" / ANSWERS).read_text().splitlines()
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("\n".join([rows[3], rows[0], rows[7]]) + "\n")
+    out = tmp_path / "ref.jsonl"
+    assert main(["judge", "--suite", "mt_bench", "--data-dir", str(shared_data / "mt_bench"),
+                 "--judge", constant_judge, "--answers", str(answers),
+                 "--output", str(out)]) == 0
+    expected = sorted(json.loads(rows[k])["question_id"] for k in (0, 3, 7))
+    assert [j.question_id for j in read_judgments(out)] == expected
+    assert "judging the 3 of 80 items answered in" in caplog.text
+
+
+def test_answers_to_no_selected_item_fail(shared_data, tmp_path, capsys, constant_judge):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": 9999, "model_id": "m",
+                                   "choices": [{"index": 0, "turns": ["x"]}]}) + "\n")
+    assert main(["judge", "--suite", "mt_bench", "--data-dir", str(shared_data / "mt_bench"),
+                 "--judge", constant_judge, "--answers", str(answers),
+                 "--output", str(tmp_path / "o.jsonl")]) == 1
+    assert "none of the 1 answers in" in capsys.readouterr().err
+
+
+def test_reference_nll_with_adapter_and_answers(shared_data, tmp_path, lively_model_dir,
+                                                lively_adapter_dir):
+    data = shared_data / "mt_bench_101"
+    items = get_suite("mt_bench_101", limit_per_task=1).load(data)
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": items[4].question_id, "model_id": "m",
+                                   "choices": [{"index": 0, "turns": ["x"] * 2}]}) + "\n")
+    out = tmp_path / "nll.jsonl"
+    assert main(["judge", "--suite", "mt_bench_101", "--data-dir", str(data),
+                 "--suite-option", "limit_per_task=1", "--judge", "reference_nll",
+                 "--judge-model", str(lively_model_dir), "--adapter", str(lively_adapter_dir),
+                 "--answers", str(answers), "--output", str(out)]) == 0
+    judgments = read_judgments(out)
+    assert {j.question_id for j in judgments} == {items[4].question_id}
+    assert [j.turn for j in judgments] == list(range(1, len(items[4].turns) + 1))
+    assert {j.model for j in judgments} == {f"{lively_model_dir.name}+{lively_adapter_dir.name}"}

@@ -192,23 +192,69 @@ def run_judging(
     judge_options: dict[str, Any],
     output: str | Path,
     suite_options: dict[str, Any] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> JudgeSummary:
-    """Load the suite and answers, judge, write ``output``; return the counts."""
+    """Load the suite and answers, judge, write ``output``; return the counts.
+
+    Args:
+        suite, suite_options, data_dir: the suite and where its files are.
+        answer_paths: FastChat model-answer files. A judge that needs no answers
+            (``reference_nll``) judges only the items answered in them, when given.
+        judge, judge_options: the judge and its constructor options.
+        output: the judgment JSONL to write.
+        limit, seed: judge only ``limit`` items drawn with ``seed``, the same ones
+            ``resure generate --limit`` answers (:func:`resure.eval.generate.select_items`).
+
+    Raises:
+        ValueError: a judge that grades answers without ``answer_paths``; answers that
+            answer none of the selected items; bad answer rows (naming file and line).
+    """
     # The packages register their built-in suites and judges on import.
+    from resure.eval.generate import select_items
     from resure.eval.judges import get_judge
     from resure.eval.suites import get_suite
 
-    items = get_suite(suite, **(suite_options or {})).load(data_dir)
     judge_obj = get_judge(judge, **judge_options)
-    answers = None
-    if judge_obj.needs_answers:
-        if not answer_paths:
-            raise ValueError(f"judge {judge!r} grades answers: give --answers FILE")
-        answers = read_answers(answer_paths)
-        warn_unanswered(items, answers)
-    elif answer_paths:
-        logger.warning("judge %s scores reference turns; --answers is ignored", judge)
-    judgments = judge_obj.judge(items, answers)
+    if judge_obj.needs_answers and not answer_paths:
+        raise ValueError(f"judge {judge!r} grades answers: give --answers FILE")
+    items = get_suite(suite, **(suite_options or {})).load(data_dir)
+    selected = select_items(items, limit, seed=seed)
+    if len(selected) < len(items):
+        logger.info("judging %d of %d items of %s (seed %d)", len(selected), len(items), suite,
+                    seed)
+    answers = read_answers(answer_paths) if answer_paths else None
+    if answers is not None:
+        selected, answers = _match_answers(selected, answers, answer_paths, judge_obj)
+    judgments = judge_obj.judge(selected, answers if judge_obj.needs_answers else None)
     write_judgments(output, judgments)
     logger.info("wrote %d judgments to %s", len(judgments), output)
     return summarize(judgments)
+
+
+def _match_answers(items: Sequence[EvalItem], answers: Sequence[Answer],
+                   paths: Sequence[str | Path], judge) -> tuple[list[EvalItem], list[Answer]]:
+    """The items to judge and the answers that belong to them.
+
+    Answers to items outside ``items`` (left out by ``limit``) are dropped. A judge that
+    needs answers is told of items without one; one that needs none judges only the
+    answered items, so its judgments cover the same questions as the answers'.
+    """
+    ids = {item.question_id for item in items}
+    kept = [a for a in answers if a.question_id in ids]
+    files = ", ".join(map(str, paths))
+    if not kept:
+        raise ValueError(f"none of the {len(answers)} answers in {files} answers one of the "
+                         f"{len(items)} selected items; check --suite, --suite-option and "
+                         "--limit/--seed (they must match those given to generate)")
+    if len(kept) < len(answers):
+        logger.info("%d answers are to items not selected (--limit); not judged",
+                    len(answers) - len(kept))
+    if judge.needs_answers:
+        warn_unanswered(items, kept)
+        return list(items), kept
+    answered = {a.question_id for a in kept}
+    chosen = [item for item in items if item.question_id in answered]
+    logger.info("judge %s scores reference turns; judging the %d of %d items answered in %s",
+                judge.name, len(chosen), len(items), files)
+    return chosen, kept
