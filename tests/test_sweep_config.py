@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from resure.sweep.config import ConfigError, load_config, parse_config
+from resure.sweep import Sweep
+from resure.sweep.config import (
+    ConfigError,
+    load_config,
+    missing_model_dirs,
+    parse_config,
+    require_model_dirs,
+)
 from resure.sweep.plan import expand
+from resure.sweep.stages import defaults_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,3 +193,156 @@ def test_default_bench_keeps_the_grid_axes():
     assert fractions[2] == pytest.approx(0.6, abs=0.05)
     with open(ROOT / "bench" / "default.toml", "rb") as f:
         assert tomllib.load(f)["models"]["smollm2"]["name"] == "smollm2-135m-instruct"
+
+
+# --------------------------------------------------------------------------------------
+# Checks that used to pass validation and fail at run time (or in --dry-run) instead.
+
+
+def test_unknown_model_name_is_refused_with_the_known_names(tmp_path):
+    text = toml().replace('name = "/models/tiny"', 'name = "smollm3"')
+    with pytest.raises(ConfigError, match=r"models\.tiny\.name: unknown model 'smollm3': "
+                                          r"neither a known name nor a directory.*"
+                                          r"Known names: smollm2-135m-instruct"):
+        load_config(_write(tmp_path, text))
+
+
+def test_model_names_and_folders_next_to_the_file_are_accepted(tmp_path):
+    (tmp_path / "mymodel").mkdir()
+    text = toml().replace('name = "/models/tiny"', 'name = "mymodel"')
+    config = load_config(_write(tmp_path, text))
+    assert config.models[0].name == str(tmp_path / "mymodel")
+    text = toml().replace('name = "/models/tiny"', 'name = "smollm2-135m-instruct"')
+    assert load_config(_write(tmp_path, text)).models[0].name == "smollm2-135m-instruct"
+
+
+def test_missing_model_directory_is_a_note_until_the_sweep_runs(tmp_path):
+    text = toml().replace('name = "/models/tiny"', 'name = "../models/absent"')
+    config = load_config(_write(tmp_path, text))  # validates: --dry-run must work
+    expected = str((tmp_path.parent / "models" / "absent").resolve())
+    assert missing_model_dirs(config) == [
+        f"models.tiny.name: model directory {expected} not found: download it first "
+        "(see the file's header)"]
+    with pytest.raises(ConfigError, match=r"sweep\.toml: models\.tiny\.name: model directory "
+                                          r".*absent not found: download it first"):
+        require_model_dirs(config)
+    with pytest.raises(ConfigError, match=r"model directory .*absent not found"):
+        Sweep(config, tmp_path / "results").run()
+    assert not (tmp_path / "results").exists()  # refused before anything was written
+
+
+def test_gpu_bench_dry_run_lists_runs_and_running_it_fails_cleanly(tmp_path, capsys):
+    from resure.cli import main
+
+    gpu = str(ROOT / "bench" / "gpu.toml")
+    results = str(tmp_path / "results")
+    assert main(["sweep", gpu, "--dry-run", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^qwen2_5_1_5b\.base-\w+ ", out, re.M)
+    assert "109 runs; stages done: 0" in out
+    assert "model directory" in out and "Qwen2.5-1.5B-Instruct not found: download it first" in out
+    assert ("estimated time left: no estimate (stage times are measured on first run; the "
+            "built-in figures are for SmolLM2-135M on 2 CPU cores)") in out
+    assert main(["sweep", gpu, "--results", results]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "Qwen2.5-1.5B-Instruct not found" in err
+    assert "Traceback" not in err and not Path(results).exists()
+
+
+def test_smollm2_sweeps_keep_the_built_in_estimate(tmp_path):
+    status = Sweep(load_config(ROOT / "bench" / "quick.toml"), tmp_path).status()
+    assert status.estimate_s > 0 and status.notes == []
+    assert defaults_apply(["smollm2-135m-instruct", "/cache/smollm2-135m-instruct"])
+    assert not defaults_apply(["smollm2-135m-instruct", "/models/Qwen2.5-1.5B-Instruct"])
+
+
+def test_missing_data_files_are_refused_with_the_resolved_path(tmp_path):
+    text = toml() + '[data]\nsource = "nofile.jsonl"\n'
+    path = re.escape(str(tmp_path / "nofile.jsonl"))
+    with pytest.raises(ConfigError, match=rf"data\.source: data file {path} not found"):
+        load_config(_write(tmp_path, text))
+    text = toml().replace("[mixtures.clean]",
+                          '[mixtures.clean]\nsources = { "nofile.jsonl" = 1, chitchat = 1 }')
+    with pytest.raises(ConfigError, match=rf"mixtures\.clean\.sources\.nofile\.jsonl: data "
+                                          rf"file {path} not found"):
+        load_config(_write(tmp_path, text))
+    (tmp_path / "some.jsonl").write_text("", encoding="utf-8")
+    text = toml().replace("[mixtures.clean]",
+                          '[mixtures.clean]\nsources = { "some.jsonl" = 1, chitchat = 1 }')
+    config = load_config(_write(tmp_path, text))
+    assert config.mixtures[0].sources == ((str(tmp_path / "some.jsonl"), 0.5), ("chitchat", 0.5))
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ("[generation]\noptions = { batchsize = 8 }",
+         r"generation\.options\.batchsize: backend 'hf' has no option 'batchsize'; did you "
+         r"mean 'batch_size'\? Options: "),
+        ("[generation]\noptions = { model = 'x' }",
+         r"generation\.options\.model: is set by the sweep itself"),
+        ("[suites.chitchat_heldout]\noptions = { max_turn = 2 }",
+         r"suites\.chitchat_heldout\.options\.max_turn: suite 'chitchat_heldout' has no "
+         r"option 'max_turn'; did you mean 'max_turns'\?"),
+        ("[judges.reference_nll]\noptions = { batchsize = 2 }",
+         r"judges\.reference_nll\.options\.batchsize: judge 'reference_nll' has no option "
+         r"'batchsize'; did you mean 'batch_size'\?"),
+        ("[judges.reference_nll]\noptions = { adapter = 'a' }",
+         r"judges\.reference_nll\.options\.adapter: is set by the sweep itself"),
+        ("[judges.llm]\noptions = { base_url = 'http://x' }",
+         r"judges\.llm\.options: judge 'llm' needs option\(s\) model"),
+        ("[judges.llm]\noptions = { model = 'm', concurency = 2 }",
+         r"judges\.llm\.options\.concurency: judge 'llm' has no option 'concurency'; did "
+         r"you mean 'concurrency'\?"),
+    ],
+)
+def test_backend_suite_and_judge_options_are_checked(tmp_path, extra, match):
+    judge = "llm" if "judges.llm" in extra else "reference_nll"
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, toml(judge=judge) + extra + "\n"))
+
+
+def test_options_the_sweep_passes_are_allowed(tmp_path):
+    text = toml() + ("[generation]\noptions = { batch_size = 2 }\n"
+                     "[judges.reference_nll]\noptions = { batch_size = 2 }\n"
+                     "[suites.chitchat_heldout]\noptions = { max_turns = 2 }\n")
+    config = load_config(_write(tmp_path, text))
+    assert config.generation.options == {"batch_size": 2}
+
+
+def test_unknown_key_is_reported_before_the_rules_it_breaks():
+    doc = with_change("mixtures.noisy.corrupt_fracton", 0.6)
+    del doc["mixtures"]["noisy"]["corrupt_fraction"]
+    with pytest.raises(ConfigError, match=r"mixtures\.noisy\.corrupt_fracton: unknown key\. "
+                                          r"Did you mean 'corrupt_fraction'\?"):
+        parse_config(doc, "t.toml")
+
+
+@pytest.mark.parametrize(
+    ("train", "match"),
+    [
+        ('lr = "fast"', r"train\.lr: expected a number, got 'fast'"),
+        ("max_length = 1.5", r"train\.max_length: expected an integer, got 1\.5"),
+        ("full_finetune = 1", r"train\.full_finetune: expected true or false, got 1"),
+        ("lora_target_modules = [1]",
+         r"train\.lora_target_modules: expected every entry to be a string, got 1"),
+        ('num_threads = "2"', r"train\.num_threads: expected an integer, got '2'"),
+    ],
+)
+def test_train_values_are_checked_against_train_config_types(tmp_path, train, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, toml(train=train)))
+
+
+def test_train_values_of_the_right_type_pass(tmp_path):
+    config = load_config(_write(tmp_path, toml(
+        train='lr = 1\nlora_target_modules = ["q_proj"]\nfull_finetune = false')))
+    assert config.train["lr"] == 1
+
+
+def test_judge_cache_is_resolved_against_the_sweep_file(tmp_path):
+    text = toml(judge="llm") + "[judges.llm]\noptions = { model = 'm', cache = 'c/j.sqlite' }\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.judge("llm").options["cache"] == str(tmp_path / "c" / "j.sqlite")
+    gpu = load_config(ROOT / "bench" / "gpu.toml")
+    assert Path(gpu.judge("llm").options["cache"]).is_absolute()
