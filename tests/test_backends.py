@@ -311,15 +311,49 @@ def test_cli_generate_prints_answers_path(tmp_path, shared_data, lively_model_di
     assert manifest["backend"]["chat_template_hash"]
 
 
-def test_cli_refuses_clashing_options(lively_model_dir):
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "openai", "--adapter", "x"],
+     "error: --adapter is not supported with --backend openai"),
+    (["--base-url", "http://x"], "error: --base-url is only used with --backend openai"),
+    (["--suite-option", "limit_per_task=2"],
+     "error: suite 'mt_eval_followup' has no option 'limit_per_task'"),
+    (["--suite-option", "limit_per_task"], "error: --suite-option 'limit_per_task': expected"),
+    (["--limit", "0"], "error: --limit must be >= 1, got 0"),
+])
+def test_cli_usage_errors_exit_2(capsys, extra, message):
     from resure.cli import main
 
-    with pytest.raises(SystemExit, match="--adapter is not supported with --backend openai"):
-        main(["generate", "--suite", "mt_bench_101", "--model", "m", "--backend", "openai",
-              "--adapter", "x"])
-    with pytest.raises(SystemExit, match="refuses these options"):
-        main(["generate", "--suite", "mt_eval_followup", "--model", str(lively_model_dir),
-              "--suite-option", "limit_per_task=2"])
+    assert main(["generate", "--suite", "mt_eval_followup", "--model", "m", *extra]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_cli_unknown_suite_exits_2_and_missing_files_1(tmp_path, capsys):
+    from resure.cli import main
+
+    assert main(["generate", "--suite", "mt_bench_10", "--model", "m"]) == 2
+    assert "unknown suite 'mt_bench_10'; did you mean 'mt_bench_101'?" in capsys.readouterr().err
+    assert main(["generate", "--suite", "mt_bench_101", "--data-dir", str(tmp_path),
+                 "--model", "m"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_cli_default_output_tells_adapters_of_two_runs_apart(
+        tmp_path, shared_data, lively_model_dir, lively_adapter_dir, monkeypatch, capsys):
+    import shutil
+
+    from resure.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    paths = []
+    for run in ("r1", "r2"):
+        adapter = shutil.copytree(lively_adapter_dir, tmp_path / "runs" / run / "final")
+        assert main(["generate", "--suite", "mt_bench_101", "--data-dir",
+                     str(shared_data / "mt_bench_101"), "--suite-option", "limit_per_task=1",
+                     "--limit", "1", "--model", str(lively_model_dir), "--adapter",
+                     str(adapter), "--max-new-tokens", "2", "--max-failures", "1"]) == 0
+        paths.append(capsys.readouterr().out.strip())
+    model = lively_model_dir.name
+    assert paths == [f"answers/mt_bench_101/{model}+{run}-final.jsonl" for run in ("r1", "r2")]
 
 
 @pytest.mark.integration

@@ -8,18 +8,22 @@ Examples::
     resure generate --suite mt_eval_followup --backend openai --model my-model \\
         --base-url http://127.0.0.1:8000/v1 --api-key-env MY_KEY
 
-Prints the answers file's path on success.
+Prints the answers file's path on success. Exit status: 0 done, 1 failed (bad data, too
+many failed items), 2 usage error (unknown suite, clashing or unknown options).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from resure.cli.suite_args import add_suite_arguments, suite_options
 
 logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 BACKEND_CHOICES = ("hf", "vllm", "openai")
 
@@ -28,10 +32,15 @@ def register(sub) -> None:
     p = sub.add_parser(
         "generate",
         help="generate answers to a suite's items (FastChat model-answer JSONL)",
-        description="Generate answers to a benchmark suite with a model (and adapter).",
+        description="Generate answers to a benchmark suite with a model (and adapter). "
+        "Without --model-id, answers are named <model>+<adapter run>, e.g. "
+        "smollm2-135m-instruct+r1-final for --adapter runs/r1/final. Exit status: 0 done, "
+        "1 failed, 2 usage error.",
     )
     add_suite_arguments(p)
-    p.add_argument("--limit", type=int, help="answer only this many items (seeded subset)")
+    p.add_argument("--limit", type=int,
+                   help="answer only this many items (the subset drawn with --seed; judge "
+                        "--limit N --seed S picks the same)")
     p.add_argument("--model", required=True,
                    help="model directory or known name; for --backend openai the server's "
                         "model name")
@@ -58,18 +67,15 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from resure.eval.backends import GenerationError, SamplingParams, get_backend
     from resure.eval.generate import generate_answers, select_items
-    from resure.eval.suites import SuiteDataError, get_suite
+    from resure.registry import UnknownNameError
 
-    _check_options(args)
     try:
-        suite = get_suite(args.suite, **suite_options(args))
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"--suite-option: suite {args.suite!r} refuses these options: {e}") from e
-    try:
-        items = suite.load(args.data_dir)
-    except SuiteDataError as e:
-        raise SystemExit(str(e)) from e
-    items = select_items(items, args.limit, seed=args.seed)
+        suite = check_usage(args)
+    except (ValueError, UnknownNameError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    # From here on, bad suite files or a missing model raise errors naming them: exit 1.
+    items = select_items(suite.load(args.data_dir), args.limit, seed=args.seed)
     backend = get_backend(args.backend, **_backend_options(args))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_p=args.top_p, seed=args.seed)
@@ -80,19 +86,36 @@ def run(args: argparse.Namespace) -> int:
     except GenerationError as e:
         logger.error("%s; %d answers written to %s, rerun to retry the failed items",
                      e, len(e.answers), output)
-        return 1
+        return EXIT_FAILED
     logger.info("%d answers (%d reused, %d generated, %d failed)", len(result.answers),
                 result.reused, result.generated, len(result.failures))
     print(result.path)
-    return 0
+    return EXIT_OK
 
 
-def _check_options(args: argparse.Namespace) -> None:
+def check_usage(args: argparse.Namespace):
+    """The suite, after checking every flag without loading data or models.
+
+    Raises:
+        ValueError or UnknownNameError: clashing flags, an unknown suite, options the
+            suite or backend does not take.
+    """
+    from resure.eval.backends import BACKENDS
+    from resure.eval.suites import get_suite
+
     if args.backend == "openai" and args.adapter:
-        raise SystemExit("--adapter is not supported with --backend openai; serve the adapter "
+        raise ValueError("--adapter is not supported with --backend openai; serve the adapter "
                          "on the server and pass its model name with --model")
     if args.backend != "openai" and args.base_url:
-        raise SystemExit(f"--base-url is only used with --backend openai, not {args.backend}")
+        raise ValueError(f"--base-url is only used with --backend openai, not {args.backend}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    BACKENDS.check_options(args.backend, _backend_options(args))
+    try:
+        options = suite_options(args)
+    except SystemExit as e:  # a malformed --suite-option; the message says which
+        raise ValueError(str(e)) from None
+    return get_suite(args.suite, **options)
 
 
 def _backend_options(args: argparse.Namespace) -> dict:
