@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -120,6 +121,48 @@ def test_cli_on_the_real_fastchat_file(shared_data, capsys):
     assert line.split()[2:] == ["8.275", "7.263", "7.769", "160", "0", "10"]
 
 
-def test_cli_missing_file(tmp_path):
-    with pytest.raises(SystemExit, match="no such judgment file"):
-        main(["show", str(tmp_path / "nope.jsonl")])
+def test_cli_missing_file(tmp_path, capsys):
+    assert main(["show", str(tmp_path / "nope.jsonl")]) == 1
+    assert capsys.readouterr().err.startswith("error: no such judgment file: ")
+
+
+ANSWER_ROW = {"question_id": 81, "model_id": "m", "choices": [{"index": 0, "turns": ["x"]}]}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", r"error: no judgments in \S+f.jsonl$"),
+    ("\n\n", r"error: no judgments in \S+f.jsonl$"),
+    ('{"model": "m"\n', r"error: \S+f.jsonl:1: invalid JSON \("),
+    (json.dumps(ours(1, 1, 5.0)) + "\n" + json.dumps({"model": "m", "judge": "j", "turn": 1}),
+     r"error: \S+f.jsonl:2: not a judgment row: missing field 'question_id', 'score' "
+     r"\(needs question_id, model, judge, turn, score\)$"),
+    (json.dumps(ANSWER_ROW), r"error: \S+f.jsonl:1: not a judgment row: a model-answer row "
+                             r"\(model_id, choices\); give the judgments `resure judge` wrote$"),
+    ("[1, 2]", r"error: \S+f.jsonl:1: not a judgment row: a JSON list, expected an object$"),
+    (json.dumps({**ours(1, 1, 5.0), "turn": "two"}),
+     r"error: \S+f.jsonl:1: not a judgment row: bad value \(invalid literal"),
+])
+def test_cli_bad_file_one_line_exit_1(tmp_path, capsys, content, message):
+    path = tmp_path / "f.jsonl"
+    path.write_text(content)
+    assert main(["show", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert re.match(message, captured.err.splitlines()[0])
+    assert "Traceback" not in captured.err
+
+
+def test_cli_directory(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 1
+    assert (capsys.readouterr().err.splitlines()[0]
+            == f"error: {tmp_path} is a directory, expected a judgment JSONL file")
+
+
+def test_lower_is_better_is_noted_for_reference_nll(tmp_path, capsys):
+    nll = judgment_to_row(Judgment(1, "m+r1-final", "reference_nll", 1, 2.5))
+    path = write(tmp_path / "nll.jsonl", [nll, ours(1, 1, 7.0)])
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "lower is better for judge reference_nll; higher for the others" in out
+    assert main(["show", str(write(tmp_path / "llm.jsonl", [ours(1, 1, 7.0)]))]) == 0
+    assert "lower is better" not in capsys.readouterr().out

@@ -122,8 +122,18 @@ def judgment_to_row(j: Judgment) -> dict[str, Any]:
     return row
 
 
+#: Fields every judgment row has (ours and FastChat's).
+JUDGMENT_FIELDS = ("question_id", "model", "judge", "turn", "score")
+
+
 def judgment_from_row(row: dict[str, Any], where: str = "row") -> Judgment:
-    """Inverse of :func:`judgment_to_row`; also reads FastChat rows (``score: -1``)."""
+    """Inverse of :func:`judgment_to_row`; also reads FastChat rows (``score: -1``).
+
+    Raises:
+        ValueError: naming ``where`` and the missing field or bad value; a model-answer
+            row (given by mistake) is named as such.
+    """
+    _check_judgment_row(row, where)
     try:
         judge = row["judge"]
         judge_model, template = (judge[0], judge[1]) if isinstance(judge, list) else (judge, None)
@@ -145,10 +155,20 @@ def judgment_from_row(row: dict[str, Any], where: str = "row") -> Judgment:
             meta=meta,
         )
     except (KeyError, IndexError, TypeError, ValueError) as e:
-        raise ValueError(
-            f"{where}: not a judgment row (needs question_id, model, judge, turn, score; "
-            f"problem: {e!r})"
-        ) from e
+        raise ValueError(f"{where}: not a judgment row: bad value ({e})") from e
+
+
+def _check_judgment_row(row: Any, where: str) -> None:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: not a judgment row: a JSON {type(row).__name__}, expected "
+                         "an object")
+    if "model_id" in row and "choices" in row:
+        raise ValueError(f"{where}: not a judgment row: a model-answer row (model_id, "
+                         "choices); give the judgments `resure judge` wrote")
+    missing = [field for field in JUDGMENT_FIELDS if field not in row]
+    if missing:
+        raise ValueError(f"{where}: not a judgment row: missing field "
+                         f"{', '.join(map(repr, missing))} (needs {', '.join(JUDGMENT_FIELDS)})")
 
 
 def _score_and_failure(row: dict[str, Any]) -> tuple[float | None, str | None]:

@@ -41,10 +41,21 @@ class ShowResult:
 
 
 def load_frame(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per judgment of ``paths`` with key, score, failure, tstamp and origin."""
+    """One row per judgment of ``paths`` with key, score, failure, tstamp and origin.
+
+    Raises:
+        ValueError: a path that is a directory or holds no judgments, or a row that is not
+            a judgment (naming file, line and the missing field).
+        FileNotFoundError: a path that does not exist.
+    """
     records = []
     for path in paths:
-        for line_no, j in enumerate(read_judgments(path), start=1):
+        if Path(path).is_dir():
+            raise ValueError(f"{path} is a directory, expected a judgment JSONL file")
+        judgments = read_judgments(path)
+        if not judgments:
+            raise ValueError(f"no judgments in {path}")
+        for line_no, j in enumerate(judgments, start=1):
             records.append(
                 {
                     "model": j.model,
@@ -91,9 +102,19 @@ def summarize(frame: pd.DataFrame) -> ShowResult:
     )
 
 
+def lower_is_better(judges: Sequence[str]) -> list[str]:
+    """The registered judges among ``judges`` whose score is a cost (``reference_nll``)."""
+    from resure.eval.judges import JUDGES  # registers the built-in judges
+
+    return sorted({j for j in judges if j in JUDGES and not JUDGES.get(j).higher_is_better})
+
+
 def notes(result: ShowResult) -> list[str]:
-    """Readable lines on failure reasons and dropped duplicates, per model."""
+    """Readable lines on the direction of costs, failure reasons and dropped duplicates."""
     lines = []
+    costs = lower_is_better(result.table.index.get_level_values("judge").unique().tolist())
+    if costs:
+        lines.append(f"lower is better for judge {', '.join(costs)}; higher for the others")
     failed = result.kept[result.kept["score"].isna()]
     for (model, judge), group in failed.groupby(["model", "judge"]):
         reasons = ", ".join(f"{r} {n}" for r, n in group["failure"].value_counts().items())
