@@ -112,7 +112,7 @@ def test_lora_request_names_the_adapter(fake_vllm, lively_model_dir, lively_adap
     request = engine.calls[0]["lora_request"]
     assert isinstance(request, FakeLoRARequest)
     assert request.lora_path == str(lively_adapter_dir) and request.lora_int_id >= 1
-    assert answers[0].model_id == lively_adapter_dir.name
+    assert answers[0].model_id == f"{lively_model_dir.name}+{lively_adapter_dir.name}"
     assert answers[0].generation["adapter"] == str(lively_adapter_dir)
 
 
