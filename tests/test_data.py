@@ -74,7 +74,7 @@ def test_sharegpt_jsonl_loads():
 
 
 def test_mtbench101_fixture_keeps_task():
-    result = load_conversations(ASSETS / "mtbench101.jsonl")
+    result = load_conversations(ASSETS / "mtbench101_small.jsonl")
     assert result.format == "mtbench101"
     conv = result.conversations[1]
     assert conv.id == "2"

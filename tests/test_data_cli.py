@@ -14,7 +14,7 @@ ASSETS = Path(__file__).parent / "assets" / "data"
 
 
 def test_valid_file_exits_0_with_summary(capsys):
-    code = main(["data", "check", str(ASSETS / "mtbench101.jsonl")])
+    code = main(["data", "check", str(ASSETS / "mtbench101_small.jsonl")])
     out = capsys.readouterr().out
     assert code == 0
     assert "format: mtbench101" in out
