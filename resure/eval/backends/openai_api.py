@@ -11,7 +11,6 @@ that still fails, or returns no text, becomes a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,6 +23,7 @@ from resure.eval.backends.base import (
     TurnFailure,
     TurnRequest,
 )
+from resure.eval.openai_client import openai_client
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class OpenAIBackend(TurnBackend):
         self.base_url = base_url
         self.concurrency = concurrency
         self.model_id = model_id or model
-        self.client = client if client is not None else _client(
+        self.client = client if client is not None else openai_client(
             base_url, api_key_env, timeout, max_retries
         )
 
@@ -116,18 +116,3 @@ class OpenAIBackend(TurnBackend):
             return TurnFailure(request.question_id, request.turn + 1,
                                f"the server returned no text (finish_reason={reason})")
         return response.choices[0].message.content
-
-
-def _client(base_url: str | None, api_key_env: str, timeout: float, max_retries: int):
-    from openai import OpenAI
-
-    api_key = os.environ.get(api_key_env)
-    if not api_key and base_url is None:
-        raise ValueError(
-            f"environment variable {api_key_env} is not set; export the API key there, "
-            "name another variable with --api-key-env, or give --base-url for a server "
-            "that needs no key"
-        )
-    return OpenAI(
-        base_url=base_url, api_key=api_key or "unused", timeout=timeout, max_retries=max_retries
-    )

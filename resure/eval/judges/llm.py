@@ -16,7 +16,6 @@ a ``failure`` reason and the raw text: it is never dropped and never given a num
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from resure.eval.cache import CachedReply, JudgmentCache, cache_key
 from resure.eval.judges.base import JUDGES, Judge
 from resure.eval.judges.parse import parse_rating
 from resure.eval.judges.prompts import RenderedPrompt, render_generic, render_mt_bench
+from resure.eval.openai_client import openai_client
 from resure.eval.types import Answer, EvalItem, Judgment
 
 logger = logging.getLogger(__name__)
@@ -104,24 +104,12 @@ class LLMJudge(Judge):
         _check_options(concurrency, timeout, max_retries, repeats, temperature, max_tokens)
         import openai  # deferred: keeps `resure --help` fast
 
-        api_key = os.environ.get(api_key_env)
-        if not api_key and base_url is None:
-            raise ValueError(
-                f"the llm judge needs an API key: set {api_key_env}, name another variable "
-                "with --api-key-env, or give --base-url of a server that needs no key"
-            )
         self.model = model
         self.base_url = base_url
         self.concurrency = concurrency
         self.repeats = repeats
         self.sampling = {"temperature": temperature, "max_tokens": max_tokens}
-        # Local servers (vLLM, transformers serve) ignore the key, but the client wants one.
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or "unused",
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        self._client = openai_client(base_url, api_key_env, timeout, max_retries)
         self._openai = openai
         self.cache = JudgmentCache(cache) if isinstance(cache, str | Path) else cache
 
