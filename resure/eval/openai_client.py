@@ -23,7 +23,7 @@ def openai_client(
     api_key = os.environ.get(api_key_env)
     if not api_key and base_url is None:
         raise ValueError(
-            f"environment variable {api_key_env} is not set; export the API key there, "
+            f"environment variable {api_key_env} is not set; set {api_key_env} to the API key, "
             "name another variable with --api-key-env, or give --base-url for a server "
             "that needs no key"
         )
