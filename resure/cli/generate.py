@@ -111,11 +111,7 @@ def check_usage(args: argparse.Namespace):
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     BACKENDS.check_options(args.backend, _backend_options(args))
-    try:
-        options = suite_options(args)
-    except SystemExit as e:  # a malformed --suite-option; the message says which
-        raise ValueError(str(e)) from None
-    return get_suite(args.suite, **options)
+    return get_suite(args.suite, **suite_options(args))
 
 
 def _backend_options(args: argparse.Namespace) -> dict:

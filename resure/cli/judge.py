@@ -151,10 +151,7 @@ def check_usage(args: argparse.Namespace) -> tuple[dict, dict]:
         raise ValueError(f"--judge {args.judge} needs --judge-model (the evaluated model: a "
                          "directory or known name)")
     JUDGES.check_options(args.judge, options)
-    try:
-        suite_opts = suite_options(args)
-    except SystemExit as e:  # a malformed --suite-option; the message says which
-        raise ValueError(str(e)) from None
+    suite_opts = suite_options(args)
     SUITES.check_options(args.suite, suite_opts)
     return options, suite_opts
 

@@ -35,7 +35,7 @@ def parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--suite-option {pair!r}: expected KEY=VALUE")
+            raise ValueError(f"--suite-option {pair!r}: expected KEY=VALUE")
         options[key.replace("-", "_")] = _number(value)
     return options
 
